@@ -1,0 +1,370 @@
+//! Records as the REST API shows them: rows read from the records read model, computed fields
+//! filled in (formula, created and modified time, count), and rendered as
+//! `{"id", "createdTime", "fields"}` with cells keyed by field name or id, as JSON or as display
+//! strings. Empty cells are left out, as Airtable leaves them out.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use pyairtable_domain::base::TableSchema;
+use pyairtable_domain::fields::{FieldDef, FieldType};
+use pyairtable_domain::formula::{self, Expr, RecordContext, Value as FValue};
+use pyairtable_domain::ids::FieldId;
+use serde_json::{Map, Value, json};
+
+use super::params::CellFormat;
+
+/// One record of a table with its cells by field id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// `rec…`.
+    pub id: String,
+    /// Non-empty cells, stored and computed.
+    pub cells: BTreeMap<FieldId, Value>,
+    /// When the record was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Row {
+    /// A row from the read model's `cells` JSON object (keys that are not field ids are
+    /// dropped).
+    #[must_use]
+    pub fn from_json_cells(
+        id: String,
+        cells: &Value,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Self {
+        let cells = cells
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .filter_map(|(k, v)| FieldId::parse(k).ok().map(|k| (k, v.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            id,
+            cells,
+            created_at,
+            updated_at,
+        }
+    }
+
+    /// The formula engine's view of this row.
+    #[must_use]
+    pub fn context<'a>(
+        &'a self,
+        table: &'a TableSchema,
+        now: DateTime<Utc>,
+        tz: Tz,
+    ) -> RecordContext<'a> {
+        RecordContext {
+            fields: &table.fields,
+            cells: &self.cells,
+            record_id: &self.id,
+            created_time: self.created_at,
+            last_modified_time: self.updated_at,
+            now,
+            time_zone: tz,
+        }
+    }
+}
+
+/// The computed fields of a table, with their formulas parsed once per request.
+pub struct Computed {
+    formulas: Vec<(FieldId, Option<Expr>)>,
+    system: Vec<(FieldId, SystemField)>,
+}
+
+enum SystemField {
+    Created,
+    Modified,
+    Count(FieldId),
+}
+
+impl Computed {
+    /// Prepares the computed fields of `table`. A formula that no longer parses yields
+    /// `#ERROR!` in its cells rather than failing the request.
+    #[must_use]
+    pub fn of(table: &TableSchema) -> Self {
+        let mut formulas = Vec::new();
+        let mut system = Vec::new();
+        for field in &table.fields {
+            match &field.field_type {
+                FieldType::Formula(options) => {
+                    formulas.push((field.id.clone(), formula::parse(&options.formula).ok()));
+                }
+                FieldType::CreatedTime => system.push((field.id.clone(), SystemField::Created)),
+                FieldType::LastModifiedTime => {
+                    system.push((field.id.clone(), SystemField::Modified));
+                }
+                FieldType::Count(options) => system.push((
+                    field.id.clone(),
+                    SystemField::Count(options.record_link_field_id.clone()),
+                )),
+                _ => {}
+            }
+        }
+        Self { formulas, system }
+    }
+
+    /// Whether the table has nothing to compute.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.formulas.is_empty() && self.system.is_empty()
+    }
+
+    /// Fills the computed cells of `row`.
+    pub fn fill(&self, table: &TableSchema, row: &mut Row, now: DateTime<Utc>, tz: Tz) {
+        for (id, kind) in &self.system {
+            let value = match kind {
+                SystemField::Created => json!(iso(row.created_at)),
+                SystemField::Modified => json!(iso(row.updated_at)),
+                SystemField::Count(link) => {
+                    json!(
+                        row.cells
+                            .get(link)
+                            .and_then(Value::as_array)
+                            .map_or(0, Vec::len)
+                    )
+                }
+            };
+            row.cells.insert(id.clone(), value);
+        }
+        // Formulas may read other formulas; a second pass settles one level of such chains
+        // whatever the fields' order.
+        let passes = if self.formulas.len() > 1 { 2 } else { 1 };
+        for _ in 0..passes {
+            for (id, expr) in &self.formulas {
+                let value = match expr {
+                    Some(expr) => formula::eval(expr, &row.context(table, now, tz)).to_cell_json(),
+                    None => json!({"error": "#ERROR!"}),
+                };
+                if value.is_null() {
+                    row.cells.remove(id);
+                } else {
+                    row.cells.insert(id.clone(), value);
+                }
+            }
+        }
+    }
+}
+
+/// Airtable's timestamp shape: UTC with milliseconds, `2024-01-02T03:04:05.000Z`.
+#[must_use]
+pub fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Whether Airtable would leave this cell out of a response.
+fn is_empty_cell(v: &Value) -> bool {
+    match v {
+        Value::Null | Value::Bool(false) => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// How a response renders records.
+pub struct Render<'a> {
+    /// The table.
+    pub table: &'a TableSchema,
+    /// Only these fields (`None`: all), in the table's order.
+    pub only: Option<Vec<FieldId>>,
+    /// Key cells by field id.
+    pub by_id: bool,
+    /// JSON or display strings.
+    pub format: CellFormat,
+    /// Zone for display strings.
+    pub tz: Tz,
+}
+
+impl<'a> Render<'a> {
+    /// Every field as JSON keyed by name.
+    #[must_use]
+    pub fn json(table: &'a TableSchema, by_id: bool) -> Self {
+        Self {
+            table,
+            only: None,
+            by_id,
+            format: CellFormat::Json,
+            tz: chrono_tz::UTC,
+        }
+    }
+
+    /// `{"id", "createdTime", "fields"}`.
+    #[must_use]
+    pub fn record(&self, row: &Row) -> Value {
+        let mut fields = Map::new();
+        for field in &self.table.fields {
+            if self
+                .only
+                .as_ref()
+                .is_some_and(|only| !only.contains(&field.id))
+            {
+                continue;
+            }
+            let Some(cell) = row.cells.get(&field.id) else {
+                continue;
+            };
+            if is_empty_cell(cell) {
+                continue;
+            }
+            let key = if self.by_id {
+                field.id.as_str().to_owned()
+            } else {
+                field.name.clone()
+            };
+            let value = match self.format {
+                CellFormat::Json => cell.clone(),
+                CellFormat::String => Value::String(display(field, cell, self.tz)),
+            };
+            fields.insert(key, value);
+        }
+        json!({"id": row.id, "createdTime": iso(row.created_at), "fields": fields})
+    }
+}
+
+/// A cell as Airtable's `cellFormat=string` shows it.
+#[must_use]
+pub fn display(field: &FieldDef, cell: &Value, tz: Tz) -> String {
+    let number = |precision: u8| {
+        cell.as_f64()
+            .map(|n| format!("{n:.*}", usize::from(precision)))
+            .unwrap_or_default()
+    };
+    match &field.field_type {
+        FieldType::Number(o) => number(o.precision),
+        FieldType::Currency(o) => format!("{}{}", o.symbol, number(o.precision)),
+        FieldType::Percent(o) => cell
+            .as_f64()
+            .map(|n| format!("{:.*}%", usize::from(o.precision), n * 100.0))
+            .unwrap_or_default(),
+        FieldType::Checkbox(_) => {
+            if cell.as_bool() == Some(true) {
+                "checked".to_owned()
+            } else {
+                String::new()
+            }
+        }
+        FieldType::Duration(_) => cell
+            .as_f64()
+            .map(|secs| {
+                let total = secs.round() as i64;
+                format!("{}:{:02}", total / 3600, (total % 3600) / 60)
+            })
+            .unwrap_or_default(),
+        FieldType::DateTime(_) | FieldType::CreatedTime | FieldType::LastModifiedTime => {
+            match cell.as_str().and_then(formula::parse_datetime) {
+                Some(t) => t
+                    .with_timezone(&tz)
+                    .format("%-m/%-d/%Y %-I:%M%P")
+                    .to_string(),
+                None => cell.as_str().unwrap_or_default().to_owned(),
+            }
+        }
+        FieldType::Date(_) => match cell
+            .as_str()
+            .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
+        {
+            Some(d) => d.format("%-m/%-d/%Y").to_string(),
+            None => cell.as_str().unwrap_or_default().to_owned(),
+        },
+        FieldType::MultipleRecordLinks(_) => match cell.as_array() {
+            Some(ids) => ids
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => String::new(),
+        },
+        other => {
+            let value = FValue::from_cell(other, cell);
+            match value {
+                FValue::Array(items) => items
+                    .iter()
+                    .map(FValue::display_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                v => v.display_string(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyairtable_domain::fields::{FormulaOptions, NumberOptions};
+    use pyairtable_domain::ids::{TableId, ViewId};
+
+    fn table() -> TableSchema {
+        let f = |id: &str, name: &str, t: FieldType| FieldDef {
+            id: FieldId::parse(id).unwrap(),
+            name: name.to_owned(),
+            description: None,
+            field_type: t,
+        };
+        TableSchema {
+            id: TableId::parse("tbl0000000000000a").unwrap(),
+            name: "T".to_owned(),
+            description: None,
+            primary_field_id: FieldId::parse("fld0000000000000a").unwrap(),
+            fields: vec![
+                f("fld0000000000000a", "Name", FieldType::SingleLineText),
+                f(
+                    "fld0000000000000b",
+                    "N",
+                    FieldType::Number(NumberOptions { precision: 2 }),
+                ),
+                f(
+                    "fld0000000000000c",
+                    "Twice",
+                    FieldType::Formula(FormulaOptions {
+                        formula: "{N} * 2".to_owned(),
+                        result: None,
+                    }),
+                ),
+            ],
+            views: vec![pyairtable_domain::base::ViewDef {
+                id: ViewId::parse("viw0000000000000a").unwrap(),
+                name: "Grid".to_owned(),
+                is_default: true,
+                filter_formula: None,
+                sorts: Vec::new(),
+                visible_field_ids: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn records_render_with_names_ids_strings_and_formulas() {
+        let table = table();
+        let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut row = Row::from_json_cells(
+            "rec0000000000000a".to_owned(),
+            &json!({"fld0000000000000a": "", "fld0000000000000b": 1.5}),
+            t0,
+            t0,
+        );
+        Computed::of(&table).fill(&table, &mut row, t0, chrono_tz::UTC);
+        let out = Render::json(&table, false).record(&row);
+        assert_eq!(out["fields"], json!({"N": 1.5, "Twice": 3.0}));
+        assert_eq!(out["createdTime"], "2023-11-14T22:13:20.000Z");
+        let by_id = Render::json(&table, true).record(&row);
+        assert_eq!(by_id["fields"]["fld0000000000000b"], 1.5);
+        let strings = Render {
+            format: CellFormat::String,
+            ..Render::json(&table, false)
+        }
+        .record(&row);
+        assert_eq!(strings["fields"]["N"], "1.50");
+        assert_eq!(strings["fields"]["Twice"], "3");
+    }
+}

@@ -1,0 +1,876 @@
+//! Records under `/v0/{baseId}/{tableIdOrName}`: list (GET and `POST .../listRecords`), get,
+//! create, update (PATCH merges, PUT replaces), upsert, delete.
+//!
+//! Reads come from the records read model. A listing without filter and sort pages through it
+//! in creation order with a keyset cursor; a filtered or sorted one narrows the rows in SQL
+//! where the formula translates ([`super::pushdown`]) and always evaluates the formula in Rust
+//! too, so both paths give the same answer. Writes go through [`pyairtable_commands::Platform`]
+//! and wait until the read model shows them before answering (read-your-writes).
+
+use std::cmp::Ordering;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::Method;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use pyairtable_commands::service::{RecordUpdate, RecordView, RecordsWritten};
+use pyairtable_domain::base::{SortDirection, TableSchema};
+use pyairtable_domain::fields::FieldDef;
+use pyairtable_domain::formula::{self, Expr, Value as FValue};
+use pyairtable_domain::ids::{FieldId, RecordId};
+use pyairtable_domain::permissions::Action;
+use pyairtable_eventstore::Position;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sqlx::AssertSqlSafe;
+
+use super::access::{OpenBase, RestCaller, open_base};
+use super::body::{JsonBody, parse};
+use super::cells::{Computed, Render, Row};
+use super::error::{RestError, RestResult};
+use super::limits::check_rate;
+use super::params::{CellFormat, Cursor, ListParams, Offset, fingerprint, query_pairs};
+use super::pushdown;
+use crate::state::AppState;
+
+/// The projection REST reads records from.
+const RECORDS_PROJECTION: &str = "records";
+
+/// Opens a base for `actions` and counts the request against the base's rate limit.
+pub(crate) async fn open_limited(
+    state: &AppState,
+    caller: &RestCaller,
+    base_id: &str,
+    actions: &[Action],
+) -> RestResult<OpenBase> {
+    let open = open_base(state, caller, base_id, actions).await?;
+    check_rate(state, open.id.as_str()).await?;
+    Ok(open)
+}
+
+/// Waits until the records read model shows a write at `position`. A write that was applied is
+/// answered as applied even if the read model lags past the wait: an error would make the
+/// client retry a write that already happened.
+pub(crate) async fn settle(state: &AppState, projection: &str, position: &str) {
+    let position = match position.parse::<Position>() {
+        Ok(p) => p,
+        Err(error) => {
+            tracing::error!(%error, position, "a write returned an unreadable position");
+            return;
+        }
+    };
+    if let Err(error) = state
+        .projections
+        .wait_for(projection, &position, state.rest.write_wait)
+        .await
+    {
+        tracing::warn!(%error, projection, "answering a write before the read model shows it");
+    }
+}
+
+/// Rows of a table from the read model, in creation order, optionally after a keyset cursor,
+/// narrowed by a pushed-down predicate, and limited.
+async fn fetch_rows(
+    state: &AppState,
+    table_id: &str,
+    after: Option<(DateTime<Utc>, &str)>,
+    predicate: Option<&pushdown::Sql>,
+    limit: Option<i64>,
+) -> RestResult<Vec<Row>> {
+    let view = state.projections.names().rm_view("records");
+    let mut sql = format!(
+        "SELECT record_id, cells, created_at, updated_at FROM {view}
+          WHERE table_id = $1 AND NOT deleted
+            AND ($2::timestamptz IS NULL OR (created_at, record_id) > ($2, $3))"
+    );
+    if let Some(p) = predicate {
+        // Placeholders of the predicate are numbered from 5 on ($4 is the limit).
+        sql.push_str(" AND (");
+        sql.push_str(&p.text);
+        sql.push(')');
+    }
+    sql.push_str(" ORDER BY created_at, record_id LIMIT $4");
+    let mut query =
+        sqlx::query_as::<_, (String, Value, DateTime<Utc>, DateTime<Utc>)>(AssertSqlSafe(sql))
+            .bind(table_id)
+            .bind(after.map(|a| a.0))
+            .bind(after.map_or("", |a| a.1).to_owned())
+            .bind(limit.unwrap_or(i64::MAX));
+    if let Some(p) = predicate {
+        for arg in &p.args {
+            query = match arg {
+                pushdown::Arg::Text(s) => query.bind(s.clone()),
+                pushdown::Arg::Number(n) => query.bind(*n),
+                pushdown::Arg::Json(v) => query.bind(v.clone()),
+            };
+        }
+    }
+    let rows = query
+        .fetch_all(state.store.pool())
+        .await
+        .map_err(|e| RestError::internal("listing records", &e))?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, cells, created, updated)| Row::from_json_cells(id, &cells, created, updated))
+        .collect())
+}
+
+/// One record from the read model, if it is a live record of `table`.
+async fn fetch_row(
+    state: &AppState,
+    table: &TableSchema,
+    record_id: &str,
+) -> RestResult<Option<Row>> {
+    let view = state.projections.names().rm_view("records");
+    let sql = format!(
+        "SELECT record_id, cells, created_at, updated_at FROM {view}
+          WHERE record_id = $1 AND table_id = $2 AND NOT deleted"
+    );
+    let row =
+        sqlx::query_as::<_, (String, Value, DateTime<Utc>, DateTime<Utc>)>(AssertSqlSafe(sql))
+            .bind(record_id)
+            .bind(table.id.as_str())
+            .fetch_optional(state.store.pool())
+            .await
+            .map_err(|e| RestError::internal("reading a record", &e))?;
+    Ok(row.map(|(id, cells, created, updated)| Row::from_json_cells(id, &cells, created, updated)))
+}
+
+/// The field `key` names: exactly by name, or by id.
+fn field_named<'t>(table: &'t TableSchema, key: &str) -> Option<&'t FieldDef> {
+    table
+        .fields
+        .iter()
+        .find(|f| f.name == key)
+        .or_else(|| table.fields.iter().find(|f| f.id.as_str() == key))
+}
+
+fn unknown_field(key: &str) -> RestError {
+    RestError::unprocessable(
+        "UNKNOWN_FIELD_NAME",
+        format!("Unknown field name: \"{key}\""),
+    )
+}
+
+fn parse_tz(raw: Option<&str>) -> RestResult<Tz> {
+    match raw {
+        None => Ok(chrono_tz::UTC),
+        Some(name) => name.parse::<Tz>().map_err(|_| {
+            RestError::invalid_request(format!("timeZone {name:?} is not a known IANA time zone"))
+        }),
+    }
+}
+
+/// A listing's query, resolved against the table.
+struct Plan<'t> {
+    filter: Option<Expr>,
+    sorts: Vec<(&'t FieldDef, SortDirection)>,
+    render: Render<'t>,
+    page_size: usize,
+    max_records: Option<usize>,
+    fingerprint: u64,
+    tz: Tz,
+}
+
+fn plan<'t>(table: &'t TableSchema, p: &ListParams) -> RestResult<Plan<'t>> {
+    let page_size = p.page_size()?;
+    let tz = parse_tz(p.time_zone.as_deref())?;
+    if p.cell_format == CellFormat::String && (p.time_zone.is_none() || p.user_locale.is_none()) {
+        return Err(RestError::invalid_request(
+            "The cellFormat string requires the timeZone and userLocale parameters",
+        ));
+    }
+    let view = match &p.view {
+        None => None,
+        Some(key) => Some(
+            table
+                .views
+                .iter()
+                .find(|v| v.name == *key)
+                .or_else(|| table.views.iter().find(|v| v.id.as_str() == key))
+                .ok_or_else(|| {
+                    RestError::unprocessable(
+                        "VIEW_NAME_NOT_FOUND",
+                        format!("Could not find view {key:?} in table {}", table.name),
+                    )
+                })?,
+        ),
+    };
+    let only = match &p.fields {
+        None => None,
+        Some(keys) => Some(
+            keys.iter()
+                .map(|k| {
+                    field_named(table, k)
+                        .map(|f| f.id.clone())
+                        .ok_or_else(|| unknown_field(k))
+                })
+                .collect::<RestResult<Vec<FieldId>>>()?,
+        ),
+    };
+    let mut formulas: Vec<&str> = Vec::new();
+    if let Some(f) = view.and_then(|v| v.filter_formula.as_deref()) {
+        formulas.push(f);
+    }
+    if let Some(f) = p
+        .filter_by_formula
+        .as_deref()
+        .filter(|f| !f.trim().is_empty())
+    {
+        formulas.push(f);
+    }
+    let filter = match formulas.as_slice() {
+        [] => None,
+        [one] => Some(parse_filter(table, one)?),
+        [view_filter, param] => Some(Expr::Call {
+            function: formula::Function::And,
+            args: vec![
+                parse_filter(table, view_filter)?,
+                parse_filter(table, param)?,
+            ],
+        }),
+        _ => None,
+    };
+    let sorts = if p.sort.is_empty() {
+        view.map(|v| {
+            v.sorts
+                .iter()
+                .filter_map(|s| table.field(&s.field_id).map(|f| (f, s.direction)))
+                .collect()
+        })
+        .unwrap_or_default()
+    } else {
+        p.sort
+            .iter()
+            .map(|s| {
+                let field = field_named(table, &s.field).ok_or_else(|| unknown_field(&s.field))?;
+                let direction = match s.direction.as_deref() {
+                    None | Some("asc") => SortDirection::Asc,
+                    Some("desc") => SortDirection::Desc,
+                    Some(other) => {
+                        return Err(RestError::invalid_request(format!(
+                            "sort direction must be asc or desc, got {other:?}"
+                        )));
+                    }
+                };
+                Ok((field, direction))
+            })
+            .collect::<RestResult<Vec<_>>>()?
+    };
+    let sort_text: Vec<String> = sorts
+        .iter()
+        .map(|(f, d)| format!("{}:{d:?}", f.id))
+        .collect();
+    let fingerprint = fingerprint(&[
+        table.id.as_str(),
+        &formulas.join("\u{1}"),
+        &sort_text.join(","),
+        p.view.as_deref().unwrap_or(""),
+        p.time_zone.as_deref().unwrap_or(""),
+    ]);
+    Ok(Plan {
+        filter,
+        sorts,
+        render: Render {
+            table,
+            only,
+            by_id: p.return_fields_by_field_id,
+            format: p.cell_format,
+            tz,
+        },
+        page_size,
+        max_records: p.max_records,
+        fingerprint,
+        tz,
+    })
+}
+
+fn parse_filter(table: &TableSchema, src: &str) -> RestResult<Expr> {
+    formula::parse_for_table(src, &table.fields).map_err(|e| {
+        RestError::unprocessable(
+            "INVALID_FILTER_BY_FORMULA",
+            format!(
+                "The formula for filtering records is invalid: {}",
+                e.message()
+            ),
+        )
+    })
+}
+
+/// Orders two rows by the plan's sort keys; blanks sort first ascending, as in Airtable.
+fn compare_rows(sorts: &[(&FieldDef, SortDirection)], a: &Row, b: &Row) -> Ordering {
+    for (field, direction) in sorts {
+        let read = |row: &Row| {
+            FValue::from_cell(
+                &field.field_type,
+                row.cells.get(&field.id).unwrap_or(&Value::Null),
+            )
+        };
+        let (va, vb) = (read(a), read(b));
+        let ordering = match (va.is_empty(), vb.is_empty()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            (false, false) => match formula::compare(&va, &vb) {
+                Ok(Some(o)) => o,
+                _ => va
+                    .display_string()
+                    .to_lowercase()
+                    .cmp(&vb.display_string().to_lowercase()),
+            },
+        };
+        let ordering = match direction {
+            SortDirection::Asc => ordering,
+            SortDirection::Desc => ordering.reverse(),
+        };
+        if ordering != Ordering::Equal {
+            return ordering;
+        }
+    }
+    Ordering::Equal
+}
+
+/// Runs a listing and builds its page.
+async fn list(
+    state: &AppState,
+    open: &OpenBase,
+    table_key: &str,
+    params: &ListParams,
+) -> RestResult<Value> {
+    let table = open.table(table_key)?;
+    let plan = plan(table, params)?;
+    let offset = params
+        .offset
+        .as_deref()
+        .filter(|o| !o.is_empty())
+        .map(|o| Offset::decode(o, plan.fingerprint))
+        .transpose()?;
+    let returned = offset.as_ref().map_or(0, |o| o.returned);
+    let remaining = plan.max_records.map(|m| m.saturating_sub(returned));
+    let take = remaining.map_or(plan.page_size, |r| r.min(plan.page_size));
+    let computed = Computed::of(table);
+    let now = Utc::now();
+    let (rows, next) = if take == 0 {
+        (Vec::new(), None)
+    } else if plan.filter.is_none() && plan.sorts.is_empty() {
+        let after = match offset.as_ref().map(|o| &o.cursor) {
+            None => None,
+            Some(Cursor::Keyset { created_us, id }) => Some((
+                DateTime::from_timestamp_micros(*created_us).ok_or_else(|| {
+                    RestError::unprocessable("INVALID_OFFSET_VALUE", "The offset is invalid")
+                })?,
+                id.as_str(),
+            )),
+            Some(Cursor::Index { .. }) => {
+                return Err(RestError::unprocessable(
+                    "INVALID_OFFSET_VALUE",
+                    "The offset is invalid",
+                ));
+            }
+        };
+        let limit = i64::try_from(take + 1).unwrap_or(i64::MAX);
+        let mut rows = fetch_rows(state, table.id.as_str(), after, None, Some(limit)).await?;
+        let more = rows.len() > take;
+        rows.truncate(take);
+        let next = rows.last().filter(|_| more).map(|last| Cursor::Keyset {
+            created_us: last.created_at.timestamp_micros(),
+            id: last.id.clone(),
+        });
+        (rows, next)
+    } else {
+        let skip = match offset.as_ref().map(|o| &o.cursor) {
+            None => 0,
+            Some(Cursor::Index { skip }) => *skip,
+            Some(Cursor::Keyset { .. }) => {
+                return Err(RestError::unprocessable(
+                    "INVALID_OFFSET_VALUE",
+                    "The offset is invalid",
+                ));
+            }
+        };
+        let predicate = plan
+            .filter
+            .as_ref()
+            .and_then(|f| pushdown::translate(f, table, 5));
+        let mut rows = fetch_rows(state, table.id.as_str(), None, predicate.as_ref(), None).await?;
+        for row in &mut rows {
+            computed.fill(table, row, now, plan.tz);
+        }
+        if let Some(filter) = &plan.filter {
+            rows.retain(|row| formula::eval(filter, &row.context(table, now, plan.tz)).is_truthy());
+        }
+        // A stable sort: ties keep creation order.
+        rows.sort_by(|a, b| compare_rows(&plan.sorts, a, b));
+        let total = rows.len();
+        let page: Vec<Row> = rows.into_iter().skip(skip).take(take).collect();
+        let end = skip + page.len();
+        let next = (end < total).then_some(Cursor::Index { skip: end });
+        (page, next)
+    };
+    let sent = returned + rows.len();
+    let mut records = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        if !computed.is_empty() {
+            computed.fill(table, &mut row, now, plan.tz);
+        }
+        records.push(plan.render.record(&row));
+    }
+    let mut out = json!({ "records": records });
+    if let Some(cursor) = next
+        && plan.max_records.is_none_or(|m| sent < m)
+    {
+        out["offset"] = json!(
+            Offset {
+                query: plan.fingerprint,
+                cursor,
+                returned: sent,
+            }
+            .encode()
+        );
+    }
+    Ok(out)
+}
+
+/// `GET /v0/{baseId}/{tableIdOrName}`.
+pub async fn list_get(
+    State(state): State<AppState>,
+    caller: RestCaller,
+    Path((base_id, table)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> RestResult<Json<Value>> {
+    let params = ListParams::from_query(&query_pairs(query.as_deref()))?;
+    let open = open_limited(&state, &caller, &base_id, &[Action::ReadRecords]).await?;
+    Ok(Json(list(&state, &open, &table, &params).await?))
+}
+
+/// `POST /v0/{baseId}/{tableIdOrName}/listRecords`.
+pub async fn list_post(
+    State(state): State<AppState>,
+    caller: RestCaller,
+    Path((base_id, table)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> RestResult<Json<Value>> {
+    let params = ListParams::from_body(&body)?;
+    let open = open_limited(&state, &caller, &base_id, &[Action::ReadRecords]).await?;
+    Ok(Json(list(&state, &open, &table, &params).await?))
+}
+
+/// `GET /v0/{baseId}/{tableIdOrName}/{recordId}`.
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: RestCaller,
+    Path((base_id, table, record_id)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> RestResult<Json<Value>> {
+    let mut params = ListParams::from_query(&query_pairs(query.as_deref()))?;
+    // Options that only make sense for a listing do not change a single record.
+    params.filter_by_formula = None;
+    params.sort.clear();
+    params.view = None;
+    params.fields = None;
+    let open = open_limited(&state, &caller, &base_id, &[Action::ReadRecords]).await?;
+    let table = open.table(&table)?;
+    let plan = plan(table, &params)?;
+    let mut row = fetch_row(&state, table, &record_id)
+        .await?
+        .ok_or_else(RestError::not_found)?;
+    Computed::of(table).fill(table, &mut row, Utc::now(), plan.tz);
+    Ok(Json(plan.render.record(&row)))
+}
+
+/// A record of a write's result as a row, for rendering.
+fn written_row(view: &RecordView, now: DateTime<Utc>) -> Row {
+    Row {
+        id: view.id.as_str().to_owned(),
+        cells: view
+            .cells
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        created_at: view.created_at.unwrap_or(now),
+        updated_at: now,
+    }
+}
+
+fn render_written(
+    table: &TableSchema,
+    written: &RecordsWritten,
+    by_id: bool,
+    now: DateTime<Utc>,
+) -> Vec<Value> {
+    let computed = Computed::of(table);
+    let render = Render::json(table, by_id);
+    written
+        .records
+        .iter()
+        .map(|view| {
+            let mut row = written_row(view, now);
+            computed.fill(table, &mut row, now, chrono_tz::UTC);
+            render.record(&row)
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NewRecord {
+    #[serde(default)]
+    fields: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateBody {
+    records: Option<Vec<NewRecord>>,
+    fields: Option<Map<String, Value>>,
+    #[serde(default)]
+    typecast: bool,
+    #[serde(default)]
+    return_fields_by_field_id: bool,
+}
+
+/// `POST /v0/{baseId}/{tableIdOrName}`: `{records: [{fields}]}` (up to 10) or `{fields}`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: RestCaller,
+    Path((base_id, table)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> RestResult<Json<Value>> {
+    let body: CreateBody = parse(body)?;
+    let (inputs, single) = match (body.records, body.fields) {
+        (Some(records), None) => (records.into_iter().map(|r| r.fields).collect(), false),
+        (None, Some(fields)) => (vec![fields], true),
+        _ => {
+            return Err(RestError::invalid_request(
+                "Invalid request: give either records or fields",
+            ));
+        }
+    };
+    let open = open_limited(&state, &caller, &base_id, &[Action::CreateRecord]).await?;
+    let table = open.table(&table)?;
+    let ctx = caller.context();
+    let written = state
+        .platform
+        .create_records(&ctx, &open.id, table.id.as_str(), inputs, body.typecast)
+        .await?;
+    settle(&state, RECORDS_PROJECTION, &written.position).await;
+    let mut records = render_written(table, &written, body.return_fields_by_field_id, ctx.now);
+    if single {
+        return Ok(Json(records.pop().unwrap_or(Value::Null)));
+    }
+    Ok(Json(json!({ "records": records })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateRecord {
+    id: Option<String>,
+    #[serde(default)]
+    fields: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Upsert {
+    fields_to_merge_on: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateBody {
+    records: Vec<UpdateRecord>,
+    #[serde(default)]
+    typecast: bool,
+    #[serde(default)]
+    return_fields_by_field_id: bool,
+    perform_upsert: Option<Upsert>,
+}
+
+fn record_id(raw: &str) -> RestResult<RecordId> {
+    RecordId::parse(raw)
+        .map_err(|_| RestError::not_found_typed(format!("Could not find record {raw}")))
+}
+
+/// `PATCH` (merge) or `PUT` (replace) `/v0/{baseId}/{tableIdOrName}`, with optional
+/// `performUpsert`.
+pub async fn update_many(
+    State(state): State<AppState>,
+    method: Method,
+    caller: RestCaller,
+    Path((base_id, table)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> RestResult<Json<Value>> {
+    let body: UpdateBody = parse(body)?;
+    let replace = method == Method::PUT;
+    let open = open_limited(&state, &caller, &base_id, &[Action::UpdateRecord]).await?;
+    let table = open.table(&table)?;
+    let ctx = caller.context();
+    if let Some(upsert) = body.perform_upsert {
+        return upsert_records(
+            &state,
+            &open,
+            table,
+            &caller,
+            upsert,
+            body.records,
+            body.typecast,
+            replace,
+            body.return_fields_by_field_id,
+        )
+        .await;
+    }
+    let updates = body
+        .records
+        .into_iter()
+        .map(|r| {
+            let id = r.id.ok_or_else(|| {
+                RestError::invalid_request("Invalid request: every record needs an id")
+            })?;
+            Ok(RecordUpdate {
+                id: record_id(&id)?,
+                fields: r.fields,
+            })
+        })
+        .collect::<RestResult<Vec<_>>>()?;
+    let written = state
+        .platform
+        .update_records(
+            &ctx,
+            &open.id,
+            table.id.as_str(),
+            updates,
+            replace,
+            body.typecast,
+        )
+        .await?;
+    settle(&state, RECORDS_PROJECTION, &written.position).await;
+    let records = render_written(table, &written, body.return_fields_by_field_id, ctx.now);
+    Ok(Json(json!({ "records": records })))
+}
+
+/// Whether stored cell `stored` matches the request's `given` value of a merge field.
+fn same_value(field: &FieldDef, stored: Option<&Value>, given: &Value) -> bool {
+    let stored = stored.unwrap_or(&Value::Null);
+    if stored == given {
+        return true;
+    }
+    let a = FValue::from_cell(&field.field_type, stored);
+    let b = FValue::from_cell(&field.field_type, given);
+    matches!(formula::compare(&a, &b), Ok(Some(Ordering::Equal)))
+}
+
+#[allow(clippy::too_many_arguments)] // the parts of one upsert request
+async fn upsert_records(
+    state: &AppState,
+    open: &OpenBase,
+    table: &TableSchema,
+    caller: &RestCaller,
+    upsert: Upsert,
+    records: Vec<UpdateRecord>,
+    typecast: bool,
+    replace: bool,
+    by_id: bool,
+) -> RestResult<Json<Value>> {
+    // Creating is part of an upsert, so the caller needs that right too.
+    super::access::open_base(state, caller, open.id.as_str(), &[Action::CreateRecord]).await?;
+    if upsert.fields_to_merge_on.is_empty() || upsert.fields_to_merge_on.len() > 3 {
+        return Err(RestError::invalid_request(
+            "performUpsert.fieldsToMergeOn must name 1 to 3 fields",
+        ));
+    }
+    let merge_fields = upsert
+        .fields_to_merge_on
+        .iter()
+        .map(|k| field_named(table, k).ok_or_else(|| unknown_field(k)))
+        .collect::<RestResult<Vec<&FieldDef>>>()?;
+    let rows = fetch_rows(state, table.id.as_str(), None, None, None).await?;
+    let mut updates: Vec<(usize, RecordUpdate)> = Vec::new();
+    let mut creates: Vec<(usize, Map<String, Value>)> = Vec::new();
+    for (index, record) in records.into_iter().enumerate() {
+        if let Some(id) = record.id {
+            // A record with an id is updated as such; only records without one are matched.
+            updates.push((
+                index,
+                RecordUpdate {
+                    id: record_id(&id)?,
+                    fields: record.fields,
+                },
+            ));
+            continue;
+        }
+        let mut key = Vec::with_capacity(merge_fields.len());
+        for field in &merge_fields {
+            let given = record
+                .fields
+                .get(&field.name)
+                .or_else(|| record.fields.get(field.id.as_str()))
+                .ok_or_else(|| {
+                    RestError::invalid_request(format!(
+                        "Invalid request: every record of an upsert needs a value for {:?}",
+                        field.name
+                    ))
+                })?;
+            key.push((*field, given.clone()));
+        }
+        let matches: Vec<&Row> = rows
+            .iter()
+            .filter(|row| {
+                key.iter()
+                    .all(|(f, v)| same_value(f, row.cells.get(&f.id), v))
+            })
+            .collect();
+        match matches.as_slice() {
+            [] => creates.push((index, record.fields)),
+            [one] => updates.push((
+                index,
+                RecordUpdate {
+                    id: record_id(&one.id)?,
+                    fields: record.fields,
+                },
+            )),
+            _ => {
+                return Err(RestError::unprocessable(
+                    "INVALID_VALUE_FOR_COLUMN",
+                    format!(
+                        "Upsert failed: {} records match the fieldsToMergeOn values of record {index}",
+                        matches.len()
+                    ),
+                ));
+            }
+        }
+    }
+    let ctx = caller.context();
+    let total = updates.len() + creates.len();
+    let mut out: Vec<Option<Value>> = vec![None; total];
+    let mut updated_ids = Vec::new();
+    let mut created_ids = Vec::new();
+    let mut last_position = None;
+    if !updates.is_empty() {
+        let (indexes, batch): (Vec<usize>, Vec<RecordUpdate>) = updates.into_iter().unzip();
+        let written = state
+            .platform
+            .update_records(&ctx, &open.id, table.id.as_str(), batch, replace, typecast)
+            .await?;
+        for (i, record) in indexes
+            .into_iter()
+            .zip(render_written(table, &written, by_id, ctx.now))
+        {
+            updated_ids.push(record["id"].clone());
+            out[i] = Some(record);
+        }
+        last_position = Some(written.position);
+    }
+    if !creates.is_empty() {
+        let (indexes, batch): (Vec<usize>, Vec<Map<String, Value>>) = creates.into_iter().unzip();
+        let written = state
+            .platform
+            .create_records(&ctx, &open.id, table.id.as_str(), batch, typecast)
+            .await?;
+        for (i, record) in indexes
+            .into_iter()
+            .zip(render_written(table, &written, by_id, ctx.now))
+        {
+            created_ids.push(record["id"].clone());
+            out[i] = Some(record);
+        }
+        last_position = Some(written.position);
+    }
+    if let Some(position) = last_position {
+        settle(state, RECORDS_PROJECTION, &position).await;
+    }
+    Ok(Json(json!({
+        "records": out.into_iter().flatten().collect::<Vec<_>>(),
+        "createdRecords": created_ids,
+        "updatedRecords": updated_ids,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateOneBody {
+    #[serde(default)]
+    fields: Map<String, Value>,
+    #[serde(default)]
+    typecast: bool,
+    #[serde(default)]
+    return_fields_by_field_id: bool,
+}
+
+/// `PATCH` / `PUT /v0/{baseId}/{tableIdOrName}/{recordId}`.
+pub async fn update_one(
+    State(state): State<AppState>,
+    method: Method,
+    caller: RestCaller,
+    Path((base_id, table, record)): Path<(String, String, String)>,
+    JsonBody(body): JsonBody,
+) -> RestResult<Json<Value>> {
+    let body: UpdateOneBody = parse(body)?;
+    let open = open_limited(&state, &caller, &base_id, &[Action::UpdateRecord]).await?;
+    let table = open.table(&table)?;
+    let ctx = caller.context();
+    let update = RecordUpdate {
+        id: record_id(&record)?,
+        fields: body.fields,
+    };
+    let written = state
+        .platform
+        .update_records(
+            &ctx,
+            &open.id,
+            table.id.as_str(),
+            vec![update],
+            method == Method::PUT,
+            body.typecast,
+        )
+        .await?;
+    settle(&state, RECORDS_PROJECTION, &written.position).await;
+    let mut records = render_written(table, &written, body.return_fields_by_field_id, ctx.now);
+    Ok(Json(records.pop().unwrap_or(Value::Null)))
+}
+
+/// `DELETE /v0/{baseId}/{tableIdOrName}/{recordId}`.
+pub async fn delete_one(
+    State(state): State<AppState>,
+    caller: RestCaller,
+    Path((base_id, table, record)): Path<(String, String, String)>,
+) -> RestResult<Json<Value>> {
+    let open = open_limited(&state, &caller, &base_id, &[Action::DeleteRecord]).await?;
+    let table = open.table(&table)?;
+    let id = RecordId::parse(&record).map_err(|_| RestError::not_found())?;
+    let ctx = caller.context();
+    let written = state
+        .platform
+        .delete_records(&ctx, &open.id, table.id.as_str(), vec![id.clone()])
+        .await?;
+    settle(&state, RECORDS_PROJECTION, &written.position).await;
+    Ok(Json(json!({"id": id, "deleted": true})))
+}
+
+/// `DELETE /v0/{baseId}/{tableIdOrName}?records[]=rec…&records[]=rec…` (up to 10).
+pub async fn delete_many(
+    State(state): State<AppState>,
+    caller: RestCaller,
+    Path((base_id, table)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> RestResult<Json<Value>> {
+    let ids = query_pairs(query.as_deref())
+        .into_iter()
+        .filter(|(k, _)| k == "records[]" || k == "records")
+        .map(|(_, v)| record_id(&v))
+        .collect::<RestResult<Vec<_>>>()?;
+    let open = open_limited(&state, &caller, &base_id, &[Action::DeleteRecord]).await?;
+    let table = open.table(&table)?;
+    let ctx = caller.context();
+    let written = state
+        .platform
+        .delete_records(&ctx, &open.id, table.id.as_str(), ids.clone())
+        .await?;
+    settle(&state, RECORDS_PROJECTION, &written.position).await;
+    let records: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "deleted": true}))
+        .collect();
+    Ok(Json(json!({ "records": records })))
+}

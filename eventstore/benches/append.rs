@@ -1,0 +1,234 @@
+//! Append benchmark (issue #2 item 7): 8 writers, two shapes.
+//!
+//! - A: one ~200-byte event per append into fresh streams (`NoStream`), 20 000 events.
+//! - B: batches of 10 events into existing streams with the exact expected version,
+//!   100 000 events.
+//!
+//! Prints events/s and per-append p50/p99, plus one `RESULT` line per shape for
+//! `scripts/bench-append.sh`, which runs pgbench on the same rows next to it.
+//!
+//! `cargo bench -p pyairtable-eventstore --bench append`. Environment: `BENCH_DATABASE_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/pyairtable_bench`), `BENCH_SHAPES` (`AB`),
+//! `BENCH_WRITERS` (8), `BENCH_A_EVENTS` (20000), `BENCH_B_EVENTS` (100000),
+//! `BENCH_B_STREAMS_PER_WRITER` (100).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use pyairtable_eventstore::testkit::TestStore;
+use pyairtable_eventstore::{
+    Actor, EventStore, ExpectedVersion, Metadata, NewEvent, StreamId, StreamWrite,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+const BATCH_B: usize = 10;
+
+fn env_usize(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("{name} must be a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// A payload of about 200 bytes, shaped like a record's cell changes.
+fn payload(n: usize) -> serde_json::Value {
+    json!({
+        "record_id": format!("rec{n:014}"),
+        "table_id": "tblBenchmark00001",
+        "fields": {
+            "fldName0000000001": "Benchmark row with a modest text value",
+            "fldCount000000002": n,
+            "fldDone0000000003": n.is_multiple_of(2),
+            "fldNote0000000004": "lorem ipsum dolor sit amet",
+        }
+    })
+}
+
+fn metadata() -> Metadata {
+    Metadata::new(
+        Actor::User {
+            id: "usrBenchmark00001".into(),
+        },
+        Uuid::new_v4(),
+    )
+    .with_workspace("wspBenchmark00001")
+}
+
+fn event(n: usize) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "RecordUpdated".into(),
+        schema_version: 1,
+        payload: payload(n),
+    }
+}
+
+struct Outcome {
+    events: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+fn report(shape: &str, outcome: &mut Outcome) {
+    outcome.latencies.sort_unstable();
+    let pick = |q: f64| {
+        let len = outcome.latencies.len();
+        if len == 0 {
+            return 0.0;
+        }
+        // Nearest-rank percentile.
+        let rank = ((q * len as f64).ceil() as usize).clamp(1, len);
+        outcome.latencies[rank - 1].as_secs_f64() * 1000.0
+    };
+    let rate = outcome.events as f64 / outcome.elapsed.as_secs_f64();
+    let (p50, p99) = (pick(0.50), pick(0.99));
+    println!(
+        "shape {shape}: {} events in {} appends, {:.2} s, {rate:.0} events/s, p50 {p50:.2} ms, p99 {p99:.2} ms per append",
+        outcome.events,
+        outcome.latencies.len(),
+        outcome.elapsed.as_secs_f64()
+    );
+    println!(
+        "RESULT shape={shape} events={} events_per_sec={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2}",
+        outcome.events
+    );
+}
+
+/// Shape A: every append creates a new stream with one event.
+async fn shape_a(store: &EventStore, writers: usize, events: usize) -> anyhow::Result<Outcome> {
+    let per_writer = events / writers;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(writers);
+    for w in 0..writers {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let meta = metadata();
+            let mut latencies = Vec::with_capacity(per_writer);
+            for i in 0..per_writer {
+                let stream = StreamId::parse(&format!("bench-a-{w}-{i}"))?;
+                let t = Instant::now();
+                store
+                    .append(&stream, ExpectedVersion::NoStream, vec![event(i)], &meta)
+                    .await?;
+                latencies.push(t.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(events);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(Outcome {
+        events: per_writer * writers,
+        elapsed: started.elapsed(),
+        latencies,
+    })
+}
+
+/// Shape B: batches of 10 into streams that exist, with the exact expected version.
+async fn shape_b(
+    store: &EventStore,
+    writers: usize,
+    events: usize,
+    streams_per_writer: usize,
+) -> anyhow::Result<Outcome> {
+    // Seed (untimed): each writer owns its streams, each starting with one event.
+    let meta = metadata();
+    let mut owned: Vec<Vec<(StreamId, u64)>> = Vec::with_capacity(writers);
+    for w in 0..writers {
+        let mut streams = Vec::with_capacity(streams_per_writer);
+        let mut seeds = Vec::with_capacity(streams_per_writer);
+        for s in 0..streams_per_writer {
+            let stream = StreamId::parse(&format!("bench-b-{w}-{s}"))?;
+            seeds.push(StreamWrite {
+                stream: stream.clone(),
+                expected: ExpectedVersion::NoStream,
+                events: vec![event(s)],
+            });
+            streams.push((stream, 1));
+        }
+        store.append_many(seeds, &meta).await?;
+        owned.push(streams);
+    }
+
+    let appends_per_writer = events / BATCH_B / writers;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(writers);
+    for mut streams in owned {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let meta = metadata();
+            let mut latencies = Vec::with_capacity(appends_per_writer);
+            for i in 0..appends_per_writer {
+                let slot = i % streams.len();
+                let (stream, version) = &mut streams[slot];
+                let batch = (0..BATCH_B).map(|k| event(i * BATCH_B + k)).collect();
+                let t = Instant::now();
+                let result = store
+                    .append(stream, ExpectedVersion::Exact(*version), batch, &meta)
+                    .await?;
+                latencies.push(t.elapsed());
+                *version = result.last_version;
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::with_capacity(events / BATCH_B);
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(Outcome {
+        events: appends_per_writer * writers * BATCH_B,
+        elapsed: started.elapsed(),
+        latencies,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let url = std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/pyairtable_bench".into());
+    let writers = env_usize("BENCH_WRITERS", 8)?;
+    let a_events = env_usize("BENCH_A_EVENTS", 20_000)?;
+    let b_events = env_usize("BENCH_B_EVENTS", 100_000)?;
+    let b_streams = env_usize("BENCH_B_STREAMS_PER_WRITER", 100)?;
+    if writers == 0 || b_streams == 0 {
+        bail!("BENCH_WRITERS and BENCH_B_STREAMS_PER_WRITER must be positive");
+    }
+
+    let test = TestStore::in_database(url, |config| {
+        config.max_connections = u32::try_from(writers + 2).unwrap_or(u32::MAX);
+    })
+    .await?;
+    println!(
+        "event store append benchmark: {writers} writers, namespace {}",
+        test.namespace()
+    );
+
+    let shapes = std::env::var("BENCH_SHAPES").unwrap_or_else(|_| "AB".into());
+    let mut expected = 0;
+    if shapes.contains('A') {
+        let mut a = shape_a(&test, writers, a_events).await?;
+        report("A", &mut a);
+        expected += a.events;
+    }
+    if shapes.contains('B') {
+        sqlx::query("CHECKPOINT").execute(test.pool()).await?;
+        let mut b = shape_b(&test, writers, b_events, b_streams).await?;
+        report("B", &mut b);
+        expected += b.events + writers * b_streams;
+    }
+
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(test.pool())
+        .await?;
+    if usize::try_from(stored)? != expected {
+        bail!("expected {expected} stored events, found {stored}");
+    }
+    test.cleanup().await?;
+    Ok(())
+}

@@ -1,0 +1,551 @@
+//! Appending: one SQL statement per attempt, typed conflicts, idempotent retries.
+//!
+//! The fast path is a single prepared statement: look up each stream's head, check every
+//! expected version, chain the hashes (a recursive CTE over each write's events) and insert,
+//! or insert nothing and return the first failing write. A statement rather than a PL/pgSQL
+//! function because it costs markedly less server time per append (measured: ~200 µs against
+//! ~300 µs). The slow paths (a conflict, an event id already stored) call `replay_append` to
+//! tell a retried append from a real conflict.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::envelope::{
+    AppendResult, AppendedEvent, ExpectedVersion, Metadata, NewEvent, StreamWrite,
+};
+use crate::error::StoreError;
+use crate::ids::{Namespace, StreamId};
+use crate::position::Position;
+use crate::prepare::PreparedAppend;
+use crate::store::EventStore;
+
+/// Attempts of an append that keeps losing races (unique violations, deadlocks).
+const MAX_APPEND_ATTEMPTS: u32 = 10;
+
+/// The append statement. `"NS"` is replaced by the quoted namespace, so the statement works
+/// on any connection to the database whatever its search_path.
+///
+/// Parameters: per write `$1` stream, `$2` expected version (NULL any, 0 none, n exact), `$3`
+/// event count, `$4` offset of its first event; per event `$5` id, `$6` type, `$7` schema
+/// version, `$8` payload JSON text, `$9` content digest; `$10` the metadata JSON text.
+///
+/// `ORDER BY stream, version` makes concurrent multi-stream appends meet in the same order
+/// (no deadlock), and Postgres evaluates `nextval` after that sort, so a stream's events get
+/// increasing positions. Stream heads are read in the statement's snapshot; a writer that
+/// commits the same version first makes this insert fail on `events_stream_version_key`,
+/// which the caller retries.
+///
+/// The feed is ordered by transaction id, so a stream's versions must never go down in xid:
+/// a write whose stream head was written by a younger transaction is refused as a conflict.
+/// That cannot happen to a statement on its own (its xid is taken after its snapshot, so it
+/// is younger than every transaction whose head it sees); it guards appends made inside a
+/// caller's transaction that took its xid earlier (`append_many_in`).
+const APPEND_SQL: &str = r#"
+WITH RECURSIVE
+me AS MATERIALIZED (
+    SELECT (SELECT s.epoch FROM "NS".store_epoch AS s) AS epoch,
+           pg_current_xact_id()::text::bigint AS xid
+),
+heads AS MATERIALIZED (
+    SELECT w.idx, w.stream, w.expected, w.cnt, w.off,
+           coalesce(h.version, 0) AS head,
+           coalesce(h.hash, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea) AS head_hash,
+           h.epoch AS head_epoch, h.xid AS head_xid
+      FROM unnest($1::text[], $2::bigint[], $3::integer[], $4::integer[])
+           WITH ORDINALITY AS w(stream, expected, cnt, off, idx)
+      LEFT JOIN LATERAL (
+            SELECT e.version, e.hash, e.epoch, e.xid FROM "NS".events AS e
+             WHERE e.stream_id = w.stream
+             ORDER BY e.version DESC
+             LIMIT 1) AS h ON true
+),
+conflict AS (
+    SELECT hd.idx, hd.head FROM heads AS hd, me
+     WHERE (hd.expected IS NOT NULL AND hd.expected <> hd.head)
+        OR (hd.head_epoch, hd.head_xid) > (me.epoch, me.xid)
+     ORDER BY hd.idx
+     LIMIT 1
+),
+chain AS (
+    SELECT hd.stream, hd.off, hd.cnt, 1 AS k, hd.head + 1 AS version, hd.head_hash AS prev,
+           sha256(hd.head_hash || int8send(hd.head + 1)
+                  || int8send((extract(epoch FROM now()) * 1000000)::bigint)
+                  || ($9::bytea[])[hd.off + 1]) AS hash
+      FROM heads AS hd
+     WHERE NOT EXISTS (SELECT FROM conflict)
+    UNION ALL
+    SELECT ch.stream, ch.off, ch.cnt, ch.k + 1, ch.version + 1, ch.hash,
+           sha256(ch.hash || int8send(ch.version + 1)
+                  || int8send((extract(epoch FROM now()) * 1000000)::bigint)
+                  || ($9::bytea[])[ch.off + ch.k + 1])
+      FROM chain AS ch
+     WHERE ch.k < ch.cnt
+),
+inserted AS (
+    INSERT INTO "NS".events AS e (epoch, xid, pos, version, recorded_at, schema_version, event_id,
+                                  stream_id, event_type, payload, metadata, prev_hash, hash)
+    SELECT me.epoch, me.xid, nextval('"NS".events_pos_seq'), ch.version, now(), ($7::integer[])[ch.off + ch.k],
+           ($5::uuid[])[ch.off + ch.k], ch.stream, ($6::text[])[ch.off + ch.k],
+           ($8::text[])[ch.off + ch.k]::json, $10::text::json, ch.prev, ch.hash
+      FROM chain AS ch, me
+     ORDER BY ch.stream, ch.version
+    RETURNING e.event_id, e.stream_id, e.version, e.epoch, e.xid, e.pos, e.recorded_at
+)
+SELECT i.event_id, i.stream_id, i.version, i.epoch, i.xid, i.pos, i.recorded_at,
+       NULL::integer AS conflict_write, NULL::bigint AS conflict_actual
+  FROM inserted AS i
+UNION ALL
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, c.idx::integer, c.head
+  FROM conflict AS c
+"#;
+
+/// Rows of an append that was already made, or nothing (see `replay_append` in the migration).
+const REPLAY_SQL: &str = r#"
+SELECT r.out_event_id AS event_id, r.out_stream_id AS stream_id, r.out_version AS version,
+       r.out_epoch AS epoch, r.out_xid AS xid, r.out_pos AS pos, r.out_recorded_at AS recorded_at
+  FROM "NS".replay_append($1, $2, $3) AS r
+"#;
+
+/// The namespace's append and replay statements.
+pub(crate) struct AppendStatements {
+    append: Arc<str>,
+    replay: Arc<str>,
+}
+
+impl AppendStatements {
+    pub(crate) fn new(namespace: &Namespace) -> Self {
+        // A namespace is [a-z][a-z0-9_]*: quoting it needs no escaping.
+        let quoted = format!("\"{namespace}\"");
+        Self {
+            append: Arc::from(APPEND_SQL.replace("\"NS\"", &quoted)),
+            replay: Arc::from(REPLAY_SQL.replace("\"NS\"", &quoted)),
+        }
+    }
+}
+
+/// One event row as the append or replay statement returns it.
+struct StoredRow {
+    event_id: Uuid,
+    stream_id: String,
+    version: u64,
+    position: Position,
+    recorded_at: DateTime<Utc>,
+}
+
+/// What one execution of the append statement did.
+enum Attempt {
+    Appended(Vec<StoredRow>),
+    /// Nothing written: write `index` (0-based) expected another version; `actual` is 0
+    /// when the stream does not exist.
+    Conflict {
+        index: usize,
+        actual: i64,
+    },
+}
+
+/// What to do after the append statement failed.
+enum AfterError {
+    Fail(StoreError),
+    /// An event id is stored already: maybe by an earlier try of this very append.
+    IdStored,
+    /// Another writer took a stream version first, or a deadlock: try again.
+    Retry,
+}
+
+#[derive(Deserialize)]
+struct DuplicateDetail {
+    event_id: Uuid,
+    stream_id: String,
+    version: i64,
+}
+
+#[derive(Deserialize)]
+struct PartialDetail {
+    stored: usize,
+    total: usize,
+    missing: Uuid,
+}
+
+impl EventStore {
+    /// Appends events to one stream in one transaction. Same as [`EventStore::append_many`]
+    /// with one write.
+    ///
+    /// # Errors
+    /// See [`EventStore::append_many`].
+    pub async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        metadata: &Metadata,
+    ) -> Result<AppendResult, StoreError> {
+        let write = StreamWrite {
+            stream: stream.clone(),
+            expected,
+            events,
+        };
+        let mut results = self.append_many(vec![write], metadata).await?;
+        results
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("append returned no result".into()))
+    }
+
+    /// Appends to several streams atomically, in one statement (one transaction, one round
+    /// trip).
+    ///
+    /// Every write's expected version is checked first; if one fails, nothing is written and
+    /// the error is the [`StoreError::Conflict`] of the first failing write (in the order
+    /// given), with that stream's actual version. Writers racing for the same stream version
+    /// never see a unique violation or deadlock: the loser is retried and then gets its
+    /// `Conflict` (or, with [`ExpectedVersion::Any`], simply appends after the winner).
+    ///
+    /// Idempotent: when every event id of the batch is already stored by an identical earlier
+    /// append (same streams, same order), the earlier append's results come back with
+    /// `deduplicated = true` and nothing is written, whatever the expected versions say now.
+    ///
+    /// Results are in the order of `writes`.
+    ///
+    /// # Errors
+    /// Rejected before anything is sent: [`StoreError::EmptyBatch`],
+    /// [`StoreError::DuplicateStreamInBatch`], [`StoreError::DuplicateEventInBatch`],
+    /// [`StoreError::InvalidEventType`], [`StoreError::InvalidJson`],
+    /// [`StoreError::EventTooLarge`], [`StoreError::BatchTooLarge`]. From the database:
+    /// [`StoreError::Conflict`], [`StoreError::DuplicateEventId`] (an id stored elsewhere),
+    /// [`StoreError::PartialDuplicate`] (only some ids stored), [`StoreError::Database`].
+    #[instrument(skip_all, fields(namespace = %self.namespace(), writes = writes.len()), err)]
+    pub async fn append_many(
+        &self,
+        writes: Vec<StreamWrite>,
+        metadata: &Metadata,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        let prepared = PreparedAppend::new(writes, metadata, &self.inner.config)?;
+        for attempt in 1..=MAX_APPEND_ATTEMPTS {
+            let outcome = self
+                .append_query(&prepared)
+                .fetch_all(&self.inner.pool)
+                .await;
+            let outcome = match outcome {
+                Ok(rows) => decode_attempt(&rows)?,
+                Err(err) => match after_error(err) {
+                    AfterError::Fail(err) => return Err(err),
+                    AfterError::IdStored => {
+                        let mut conn = self.inner.pool.acquire().await?;
+                        if let Some(results) = self.replay(&mut conn, &prepared).await? {
+                            return Ok(results);
+                        }
+                        // The id was stored by a writer that then rolled back: go again.
+                        continue;
+                    }
+                    AfterError::Retry => {
+                        if attempt > 2 {
+                            tokio::time::sleep(backoff(attempt)).await;
+                        }
+                        continue;
+                    }
+                },
+            };
+            return match outcome {
+                Attempt::Appended(rows) => {
+                    let results = group_results(&prepared, rows, false)?;
+                    self.notify_appended();
+                    Ok(results)
+                }
+                Attempt::Conflict { index, actual } => {
+                    let mut conn = self.inner.pool.acquire().await?;
+                    match self.replay(&mut conn, &prepared).await? {
+                        Some(results) => Ok(results),
+                        None => Err(conflict(&prepared, index, actual)),
+                    }
+                }
+            };
+        }
+        Err(self.conflict_after_lost_race(&prepared).await)
+    }
+
+    /// Appends inside the caller's transaction on `conn`, for callers that must write other
+    /// rows atomically with the events. `conn` may be any connection to the store's database.
+    ///
+    /// Unlike [`EventStore::append_many`] it cannot retry: a lost race aborts the caller's
+    /// transaction and is reported as [`StoreError::Conflict`]. So is an append to a stream
+    /// whose head a younger transaction wrote after this transaction took its id (the feed is
+    /// in transaction id order, and a stream must not go back in it): retry in a new
+    /// transaction. Nobody is woken until the caller commits and calls
+    /// [`EventStore::notify_appended`] (subscribers still find the events on their fallback
+    /// poll). Keep the transaction short: while it is open it holds the global feed back for
+    /// every reader.
+    ///
+    /// # Errors
+    /// As [`EventStore::append_many`].
+    pub async fn append_many_in(
+        &self,
+        conn: &mut PgConnection,
+        writes: Vec<StreamWrite>,
+        metadata: &Metadata,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        let prepared = PreparedAppend::new(writes, metadata, &self.inner.config)?;
+        // Checked up front: a unique violation would abort the caller's transaction.
+        if let Some(results) = self.replay(conn, &prepared).await? {
+            return Ok(results);
+        }
+        match self.append_query(&prepared).fetch_all(&mut *conn).await {
+            Ok(rows) => match decode_attempt(&rows)? {
+                Attempt::Appended(rows) => group_results(&prepared, rows, false),
+                Attempt::Conflict { index, actual } => Err(conflict(&prepared, index, actual)),
+            },
+            Err(err) => match after_error(err) {
+                AfterError::Fail(err) => Err(err),
+                // A concurrent writer committed first (the same ids or the same versions): the
+                // caller's transaction is aborted; report what changed underneath it.
+                AfterError::IdStored | AfterError::Retry => {
+                    Err(self.conflict_after_lost_race(&prepared).await)
+                }
+            },
+        }
+    }
+
+    /// Wakes feed subscribers, here and (through NOTIFY) in other processes. Appends made
+    /// with [`EventStore::append`] and [`EventStore::append_many`] do this themselves.
+    pub fn notify_appended(&self) {
+        self.inner
+            .feed_signal
+            .send_modify(|n| *n = n.wrapping_add(1));
+        self.inner.notifier.notify_one();
+    }
+
+    fn append_query<'q>(&self, prepared: &'q PreparedAppend) -> Query<'q, Postgres, PgArguments> {
+        sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.statements.append)))
+            .bind(&prepared.streams)
+            .bind(&prepared.expected_sql)
+            .bind(&prepared.counts)
+            .bind(&prepared.offsets)
+            .bind(&prepared.event_ids)
+            .bind(&prepared.types)
+            .bind(&prepared.schema_versions)
+            .bind(&prepared.payloads)
+            .bind(&prepared.digests)
+            .bind(&prepared.metadata)
+    }
+
+    /// The results of an identical earlier append when every id is stored as it; `None` when
+    /// no id is stored.
+    async fn replay(
+        &self,
+        conn: &mut PgConnection,
+        prepared: &PreparedAppend,
+    ) -> Result<Option<Vec<AppendResult>>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.statements.replay)))
+            .bind(&prepared.streams)
+            .bind(&prepared.counts)
+            .bind(&prepared.event_ids)
+            .fetch_all(&mut *conn)
+            .await;
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(err) => return Err(replay_error(err)),
+        };
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let rows = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
+        group_results(prepared, rows, true).map(Some)
+    }
+
+    /// The conflict to report when an append kept losing races: the first write whose
+    /// expectation does not hold now, or else the first write (an `Any` write that kept losing).
+    async fn conflict_after_lost_race(&self, prepared: &PreparedAppend) -> StoreError {
+        let mut first = None;
+        for (index, stream) in prepared.streams.iter().enumerate() {
+            let actual = match self.version_of(stream).await {
+                Ok(actual) => actual,
+                Err(err) => return err,
+            };
+            let expected = prepared.expected[index];
+            let holds = match expected {
+                ExpectedVersion::Any => true,
+                ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => actual.is_none(),
+                ExpectedVersion::Exact(n) => actual == Some(n),
+            };
+            let error = StoreError::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            };
+            if !holds {
+                return error;
+            }
+            first.get_or_insert(error);
+        }
+        first.unwrap_or(StoreError::EmptyBatch)
+    }
+}
+
+fn conflict(prepared: &PreparedAppend, index: usize, actual: i64) -> StoreError {
+    match (prepared.streams.get(index), prepared.expected.get(index)) {
+        (Some(stream), Some(expected)) => StoreError::Conflict {
+            stream: stream.clone(),
+            expected: *expected,
+            actual: u64::try_from(actual).ok().filter(|v| *v > 0),
+        },
+        _ => StoreError::Corrupt(format!(
+            "the append statement named write {index}, which does not exist"
+        )),
+    }
+}
+
+fn decode_row(row: &PgRow) -> Result<StoredRow, StoreError> {
+    let version: i64 = row.try_get("version")?;
+    Ok(StoredRow {
+        event_id: row.try_get("event_id")?,
+        stream_id: row.try_get("stream_id")?,
+        version: u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt(format!("stored version {version}")))?,
+        position: Position::from_sql(
+            row.try_get("epoch")?,
+            row.try_get("xid")?,
+            row.try_get("pos")?,
+        )?,
+        recorded_at: row.try_get("recorded_at")?,
+    })
+}
+
+fn decode_attempt(rows: &[PgRow]) -> Result<Attempt, StoreError> {
+    if let Some(row) = rows.first() {
+        let write: Option<i32> = row.try_get("conflict_write")?;
+        if let Some(write) = write {
+            let actual: Option<i64> = row.try_get("conflict_actual")?;
+            return Ok(Attempt::Conflict {
+                // The statement counts writes from 1.
+                index: usize::try_from(write).unwrap_or(0).saturating_sub(1),
+                actual: actual.unwrap_or(0),
+            });
+        }
+    }
+    rows.iter()
+        .map(decode_row)
+        .collect::<Result<Vec<_>, _>>()
+        .map(Attempt::Appended)
+}
+
+/// Groups stored rows into one result per write, in the caller's order, checking that each
+/// write got exactly its events.
+fn group_results(
+    prepared: &PreparedAppend,
+    rows: Vec<StoredRow>,
+    deduplicated: bool,
+) -> Result<Vec<AppendResult>, StoreError> {
+    let mut by_stream: HashMap<String, Vec<StoredRow>> =
+        HashMap::with_capacity(prepared.streams.len());
+    for row in rows {
+        by_stream
+            .entry(row.stream_id.clone())
+            .or_default()
+            .push(row);
+    }
+    let mut results = Vec::with_capacity(prepared.streams.len());
+    for ((stream, count), offset) in prepared
+        .streams
+        .iter()
+        .zip(&prepared.counts)
+        .zip(&prepared.offsets)
+    {
+        let (count, offset) = (
+            usize::try_from(*count).unwrap_or(0),
+            usize::try_from(*offset).unwrap_or(0),
+        );
+        let ids = prepared
+            .event_ids
+            .get(offset..offset + count)
+            .unwrap_or_default();
+        let mut rows = by_stream.remove(stream).unwrap_or_default();
+        rows.sort_by_key(|r| r.version);
+        let matches = rows.len() == count && rows.iter().zip(ids).all(|(r, id)| r.event_id == *id);
+        let (Some(first), Some(last), true) = (rows.first(), rows.last(), matches) else {
+            return Err(StoreError::Corrupt(format!(
+                "the append returned {} rows for stream {stream}, expected {count}",
+                rows.len()
+            )));
+        };
+        results.push(AppendResult {
+            stream_id: stream.clone(),
+            first_version: first.version,
+            last_version: last.version,
+            position: last.position,
+            recorded_at: first.recorded_at,
+            deduplicated,
+            events: rows
+                .iter()
+                .map(|r| AppendedEvent {
+                    event_id: r.event_id,
+                    version: r.version,
+                    position: r.position,
+                })
+                .collect(),
+        });
+    }
+    Ok(results)
+}
+
+/// Maps a failed append statement to a typed error or what to try next.
+fn after_error(err: sqlx::Error) -> AfterError {
+    let Some(db) = err.as_database_error() else {
+        return AfterError::Fail(err.into());
+    };
+    match db.code().as_deref() {
+        // unique_violation: on (stream_id, version) another writer took the version first;
+        // on event_id the ids were stored meanwhile (perhaps by a retry of this append).
+        Some("23505") => match db.constraint() {
+            Some("events_stream_version_key") => AfterError::Retry,
+            Some("events_event_id_key") => AfterError::IdStored,
+            _ => AfterError::Fail(err.into()),
+        },
+        // deadlock_detected, serialization_failure: writers of overlapping batches.
+        Some("40P01" | "40001") => AfterError::Retry,
+        _ => AfterError::Fail(err.into()),
+    }
+}
+
+/// Maps the errors `replay_append` raises to typed ones.
+fn replay_error(err: sqlx::Error) -> StoreError {
+    let Some(db) = err.as_database_error() else {
+        return err.into();
+    };
+    let detail = db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .and_then(|e| e.detail())
+        .unwrap_or_default();
+    match db.code().as_deref() {
+        Some("PAD01") => match serde_json::from_str::<DuplicateDetail>(detail) {
+            Ok(d) => StoreError::DuplicateEventId {
+                event_id: d.event_id,
+                stored_stream: d.stream_id,
+                stored_version: u64::try_from(d.version).unwrap_or(0),
+            },
+            Err(_) => err.into(),
+        },
+        Some("PAD02") => match serde_json::from_str::<PartialDetail>(detail) {
+            Ok(d) => StoreError::PartialDuplicate {
+                stored: d.stored,
+                total: d.total,
+                missing: d.missing,
+            },
+            Err(_) => err.into(),
+        },
+        _ => err.into(),
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    // Jitter from a random uuid: no extra dependency, and spread is all that matters.
+    let jitter = u64::try_from(Uuid::new_v4().as_u128() % 1000).unwrap_or(0);
+    let base = 1_u64 << attempt.min(6);
+    Duration::from_micros(base * 500 + jitter * u64::from(attempt))
+}

@@ -1,0 +1,576 @@
+//! Appending: expected versions, idempotency, limits, multi-stream atomicity, reading back.
+
+use pyairtable_eventstore::testkit::TestStore;
+use pyairtable_eventstore::{
+    Actor, Direction, ErrorKind, ExpectedVersion, GENESIS, Metadata, NewEvent, Position,
+    StoreError, StreamId, StreamWrite,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::support::{count_events, event, events, meta, payload_n, stream};
+
+#[tokio::test]
+async fn appends_and_reads_forwards_and_backwards() -> anyhow::Result<()> {
+    let test = TestStore::new().await;
+    let s = stream("rec-recAAAAAAAAAAAAAA");
+    let metadata = meta();
+    let first = test
+        .append(&s, ExpectedVersion::NoStream, events(1..4), &metadata)
+        .await?;
+    assert_eq!((first.first_version, first.last_version), (1, 3));
+    assert!(!first.deduplicated);
+    assert_eq!(first.events.len(), 3);
+    assert_eq!(first.position, first.events[2].position);
+    let second = test
+        .append(&s, ExpectedVersion::Exact(3), events(4..6), &metadata)
+        .await?;
+    assert_eq!((second.first_version, second.last_version), (4, 5));
+    assert!(second.position > first.position);
+    assert_eq!(test.stream_version(&s).await?, Some(5));
+
+    let all = test.read_stream(&s, 1, Direction::Forward, 100).await?;
+    let versions: Vec<u64> = all.iter().map(|e| e.version).collect();
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    let ns: Vec<Option<u64>> = all.iter().map(|e| payload_n(&e.payload)).collect();
+    assert_eq!(ns, [Some(1), Some(2), Some(3), Some(4), Some(5)]);
+    assert!(
+        all.iter()
+            .all(|e| e.metadata == metadata && e.stream_id == s.as_str())
+    );
+    assert_eq!(all[0].prev_hash, GENESIS);
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+        assert!(pair[1].position > pair[0].position);
+    }
+    assert_eq!(all[0].event_id, first.events[0].event_id);
+    assert_eq!(all[4].position, second.position);
+
+    let middle = test.read_stream(&s, 3, Direction::Forward, 2).await?;
+    assert_eq!(middle.iter().map(|e| e.version).collect::<Vec<_>>(), [3, 4]);
+    let tail = test
+        .read_stream(&s, u64::MAX, Direction::Backward, 2)
+        .await?;
+    assert_eq!(tail.iter().map(|e| e.version).collect::<Vec<_>>(), [5, 4]);
+    let head = test.read_stream(&s, 2, Direction::Backward, 10).await?;
+    assert_eq!(head.iter().map(|e| e.version).collect::<Vec<_>>(), [2, 1]);
+    assert!(
+        test.read_stream(&s, 6, Direction::Forward, 10)
+            .await?
+            .is_empty()
+    );
+    assert!(
+        test.read_stream(&s, 1, Direction::Forward, 0)
+            .await?
+            .is_empty()
+    );
+
+    let missing = stream("rec-missing");
+    assert!(
+        test.read_stream(&missing, 1, Direction::Forward, 10)
+            .await?
+            .is_empty()
+    );
+    assert_eq!(test.stream_version(&missing).await?, None);
+    test.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn expected_version_semantics() -> anyhow::Result<()> {
+    let test = TestStore::new().await;
+    let s = stream("base-appEXPECTED");
+    let m = meta();
+
+    test.append(&s, ExpectedVersion::NoStream, events(0..1), &m)
+        .await?;
+    let err = test
+        .append(&s, ExpectedVersion::NoStream, events(1..2), &m)
+        .await
+        .err();
+    assert!(
+        matches!(&err, Some(StoreError::Conflict { stream, expected: ExpectedVersion::NoStream, actual: Some(1) }) if stream == s.as_str()),
+        "{err:?}"
+    );
+    assert_eq!(err.map(|e| e.kind()), Some(ErrorKind::Conflict));
+
+    let r = test
+        .append(&s, ExpectedVersion::Exact(1), events(1..2), &m)
+        .await?;
+    assert_eq!(r.last_version, 2);
+    let err = test
+        .append(&s, ExpectedVersion::Exact(1), events(2..3), &m)
+        .await
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(StoreError::Conflict {
+                expected: ExpectedVersion::Exact(1),
+                actual: Some(2),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let err = test
+        .append(&s, ExpectedVersion::Exact(u64::MAX), events(2..3), &m)
+        .await
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(StoreError::Conflict {
+                actual: Some(2),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(test.stream_version(&s).await?, Some(2));
+
+    let r = test
+        .append(&s, ExpectedVersion::Any, events(2..3), &m)
+        .await?;
+    assert_eq!((r.first_version, r.last_version), (3, 3));
+
+    let fresh = stream("base-appFRESH");
+    let err = test
+        .append(&fresh, ExpectedVersion::Exact(5), events(0..1), &m)
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(StoreError::Conflict { actual: None, .. })),
+        "{err:?}"
+    );
+    let r = test
+        .append(&fresh, ExpectedVersion::Exact(0), events(0..1), &m)
+        .await?;
+    assert_eq!(r.first_version, 1);
+    let other = stream("base-appANY");
+    let r = test
+        .append(&other, ExpectedVersion::Any, events(0..2), &m)
+        .await?;
+    assert_eq!((r.first_version, r.last_version), (1, 2));
+    assert_eq!(count_events(&test).await?, 3 + 1 + 2);
+    test.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_retried_append_returns_the_original_result_and_writes_nothing() -> anyhow::Result<()> {
+    let test = TestStore::new().await;
+    let s = stream("rec-recIDEMPOTENT0001");
+    let m = meta();
+    let batch = events(0..2);
+    let original = test
+        .append(&s, ExpectedVersion::NoStream, batch.clone(), &m)
+        .await?;
+    test.append(&s, ExpectedVersion::Exact(2), events(2..3), &m)
+        .await?;
+
+    // Same expected version as the first time: stale now, but it is a retry, not a conflict.
+    let retried = test
+        .append(&s, ExpectedVersion::NoStream, batch.clone(), &m)
+        .await?;
+    assert!(retried.deduplicated);
+    assert_eq!(retried.events, original.events);
+    assert_eq!(retried.position, original.position);
+    assert_eq!(retried.recorded_at, original.recorded_at);
+    assert_eq!((retried.first_version, retried.last_version), (1, 2));
+
+    // With Any the append goes as far as the unique index before it is recognised.
+    let again = test.append(&s, ExpectedVersion::Any, batch, &m).await?;
+    assert!(again.deduplicated);
+    assert_eq!(again.events, original.events);
+    assert_eq!(test.stream_version(&s).await?, Some(3));
+    assert_eq!(count_events(&test).await?, 3);
+    test.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_retried_multi_stream_append_is_deduplicated_as_a_whole() -> anyhow::Result<()> {
+    let test = TestStore::new().await;
+    let m = meta();
+    let writes = vec![
+        StreamWrite {
+            stream: stream("rec-recLINKA"),
+            expected: ExpectedVersion::NoStream,
+            events: events(0..2),
+        },
+        StreamWrite {
+            stream: stream("rec-recLINKB"),
+            expected: ExpectedVersion::NoStream,
+            events: events(2..3),
+        },
+    ];
+    let original = test.append_many(writes.clone(), &m).await?;
+    let retried = test.append_many(writes, &m).await?;
+    assert_eq!(retried.len(), 2);
+    for (r, o) in retried.iter().zip(&original) {
+        assert!(r.deduplicated);
+        assert_eq!(r.events, o.events);
+        assert_eq!(r.stream_id, o.stream_id);
+    }
+    assert_eq!(count_events(&test).await?, 3);
+    test.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn partly_stored_or_misplaced_ids_are_typed_errors_that_write_nothing() -> anyhow::Result<()>
+{
+    let test = TestStore::new().await;
+    let s = stream("rec-recPARTIAL");
+    let m = meta();
+    let stored = events(0..2);
+    test.append(&s, ExpectedVersion::NoStream, stored.clone(), &m)
+        .await?;
+
+    let fresh = event(9);
+    let err = test
+        .append(
+            &s,
+            ExpectedVersion::Exact(2),
+            vec![stored[1].clone(), fresh.clone()],
+            &m,
+        )
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(StoreError::PartialDuplicate { stored: 1, total: 2, missing }) if missing == fresh.event_id),
+        "{err:?}"
+    );
+
+    let elsewhere = stream("rec-recELSEWHERE");
+    let err = test
+        .append(
+            &elsewhere,
+            ExpectedVersion::NoStream,
+            vec![stored[0].clone()],
+            &m,
+        )
+        .await
+        .err();
+    assert!(
+        matches!(&err, Some(StoreError::DuplicateEventId { event_id, stored_stream, stored_version: 1 }) if *event_id == stored[0].event_id && stored_stream == s.as_str()),
+        "{err:?}"
+    );
+    assert_eq!(err.map(|e| e.kind()), Some(ErrorKind::Rejected));
+
+    // Stored in this stream, but not as this append (order differs).
+    let err = test
+        .append(
+            &s,
+            ExpectedVersion::Any,
+            vec![stored[1].clone(), stored[0].clone()],
+            &m,
+        )
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(StoreError::DuplicateEventId { .. })),
+        "{err:?}"
+    );
+
+    assert_eq!(count_events(&test).await?, 2);
+    assert_eq!(test.stream_version(&elsewhere).await?, None);
+    test.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn limits_are_typed_errors_that_write_nothing() -> anyhow::Result<()> {
+    let test = TestStore::with_config(|c| c.max_event_bytes = 1_000).await?;
+    let s = stream("rec-recLIMITS");
+    let m = meta();
+    let head = test.head().await?;
+
+    let err = test
+        .append(&s, ExpectedVersion::Any, vec![], &m)
+        .await
+        .err();
+    assert!(matches!(err, Some(StoreError::EmptyBatch)), "{err:?}");
+    let err = test.append_many(vec![], &m).await.err();
+    assert!(matches!(err, Some(StoreError::EmptyBatch)), "{err:?}");
+    let err = test
+        .append_many(
+            vec![
+                StreamWrite {
+                    stream: s.clone(),
+                    expected: ExpectedVersion::Any,
+                    events: events(0..1),
+                },
+                StreamWrite {
+                    stream: stream("rec-recEMPTY"),
+                    expected: ExpectedVersion::Any,
+                    events: vec![],
+                },
+            ],
+            &m,
+        )
+        .await
+        .err();
+    assert!(matches!(err, Some(StoreError::EmptyBatch)), "{err:?}");
+
+    for bad in ["", "has space", "-leading", "x/y", &"a".repeat(201)] {
+        let err = StreamId::parse(bad).err();
+        assert!(
+            matches!(err, Some(StoreError::InvalidStreamId { .. })),
+            "{bad:?}: {err:?}"
+        );
+        assert_eq!(err.map(|e| e.kind()), Some(ErrorKind::Rejected));
+    }
+
+    let big = NewEvent {
+        payload: json!({ "blob": "x".repeat(2_000) }),
+        ..event(1)
+    };
+    let err = test
+        .append(&s, ExpectedVersion::Any, vec![event(0), big.clone()], &m)
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(StoreError::EventTooLarge { event_id, size, limit: 1_000 }) if event_id == big.event_id && size > 2_000),
+        "{err:?}"
+    );
+
+    let nul = NewEvent {
+        payload: json!({ "text": "a\u{0}b" }),
+        ..event(2)
+    };
+    let err = test
+        .append(&s, ExpectedVersion::Any, vec![nul], &m)
+        .await
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(StoreError::InvalidJson {
+                field: "payload",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+
+    let mut nul_meta = meta();
+    nul_meta.extra.insert("k".into(), json!("\u{0}"));
+    let err = test
+        .append(&s, ExpectedVersion::Any, events(0..1), &nul_meta)
+        .await
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(StoreError::InvalidJson {
+                field: "metadata",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+
+    for bad_type in ["", "Has Space", "Émoji"] {
+        let e = NewEvent {
+            event_type: bad_type.into(),
+            ..event(3)
+        };
+        let err = test
+            .append(&s, ExpectedVersion::Any, vec![e], &m)
+            .await
+            .err();
+        assert!(
+            matches!(err, Some(StoreError::InvalidEventType { .. })),
+            "{bad_type:?}: {err:?}"
+        );
+    }
+
+    let twice = event(4);
+    let err = test
+        .append(
+            &s,
+            ExpectedVersion::Any,
+            vec![twice.clone(), twice.clone()],
+            &m,
+        )
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(StoreError::DuplicateEventInBatch { event_id }) if event_id == twice.event_id)
+    );
+
+    let err = test
+        .append_many(
+            vec![
+                StreamWrite {
+                    stream: s.clone(),
+                    expected: ExpectedVersion::Any,
+                    events: events(0..1),
+                },
+                StreamWrite {
+                    stream: s.clone(),
+                    expected: ExpectedVersion::Any,
+                    events: events(1..2),
+                },
+            ],
+            &m,
+        )
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(StoreError::DuplicateStreamInBatch { .. })),
+        "{err:?}"
+    );
+
+    assert_eq!(count_events(&test).await?, 0);
+    assert_eq!(test.head().await?, head);
+    assert_eq!(test.stream_version(&s).await?, None);
+    test.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_multi_stream_append_is_atomic_and_names_the_first_failing_stream() -> anyhow::Result<()>
+{
+    let test = TestStore::new().await;
+    let m = meta();
+    let (a, b, c) = (stream("rec-recA"), stream("rec-recB"), stream("rec-recC"));
+    test.append(&a, ExpectedVersion::NoStream, events(0..1), &m)
+        .await?;
+    test.append(&c, ExpectedVersion::NoStream, events(0..2), &m)
+        .await?;
+
+    let write = |s: &StreamId, expected, n| StreamWrite {
+        stream: s.clone(),
+        expected,
+        events: events(n..n + 2),
+    };
+    let err = test
+        .append_many(
+            vec![
+                write(&b, ExpectedVersion::NoStream, 10),
+                write(&c, ExpectedVersion::Exact(7), 20),
+                write(&a, ExpectedVersion::Exact(5), 30),
+            ],
+            &m,
+        )
+        .await
+        .err();
+    assert!(
+        matches!(&err, Some(StoreError::Conflict { stream, expected: ExpectedVersion::Exact(7), actual: Some(2) }) if stream == c.as_str()),
+        "{err:?}"
+    );
+    assert_eq!(test.stream_version(&b).await?, None);
+    assert_eq!(count_events(&test).await?, 3);
+
+    let results = test
+        .append_many(
+            vec![
+                write(&c, ExpectedVersion::Exact(2), 20),
+                write(&b, ExpectedVersion::NoStream, 10),
+                write(&a, ExpectedVersion::Exact(1), 30),
+            ],
+            &m,
+        )
+        .await?;
+    let summary: Vec<(&str, u64, u64)> = results
+        .iter()
+        .map(|r| (r.stream_id.as_str(), r.first_version, r.last_version))
+        .collect();
+    assert_eq!(
+        summary,
+        [("rec-recC", 3, 4), ("rec-recB", 1, 2), ("rec-recA", 2, 3)]
+    );
+    // One transaction: every event carries the same epoch and transaction id.
+    let xids: Vec<(u64, u64)> = results
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| (e.position.epoch, e.position.xid)))
+        .collect();
+    assert!(xids.windows(2).all(|w| w[0] == w[1]), "{xids:?}");
+    assert_eq!(count_events(&test).await?, 9);
+    test.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn metadata_of_every_actor_kind_round_trips_through_the_store() -> anyhow::Result<()> {
+    let test = TestStore::new().await;
+    let actors = [
+        Actor::User { id: "usr1".into() },
+        Actor::ApiToken {
+            id: "tok1".into(),
+            user_id: "usr1".into(),
+        },
+        Actor::System {
+            name: "importer".into(),
+        },
+        Actor::Automation { id: "aut1".into() },
+        Actor::Agent { id: "agt1".into() },
+    ];
+    for (i, actor) in actors.into_iter().enumerate() {
+        let mut m = Metadata::new(actor, Uuid::new_v4())
+            .with_causation(Uuid::new_v4())
+            .with_workspace("wsp1");
+        m.extra
+            .insert("request_id".into(), json!(format!("req-{i}")));
+        m.extra
+            .insert("nested".into(), json!({"a": [1, 2.5, null, true]}));
+        let s = stream(&format!("rec-actor-{i}"));
+        let e = NewEvent {
+            schema_version: 3,
+            ..event(i as u64)
+        };
+        test.append(&s, ExpectedVersion::NoStream, vec![e.clone()], &m)
+            .await?;
+        let read = test.read_stream(&s, 1, Direction::Forward, 1).await?;
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].metadata, m);
+        assert_eq!(read[0].event_type, e.event_type);
+        assert_eq!(read[0].schema_version, 3);
+        assert_eq!(read[0].payload, e.payload);
+        assert_eq!(read[0].event_id, e.event_id);
+    }
+    test.cleanup().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn store_connections_carry_the_namespace_and_the_idle_timeout() -> anyhow::Result<()> {
+    let test = TestStore::with_config(|c| {
+        c.idle_in_transaction_timeout = std::time::Duration::from_millis(1_500);
+    })
+    .await?;
+    let mut conn = test.pool().acquire().await?;
+    let timeout: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+        .fetch_one(&mut *conn)
+        .await?;
+    assert_eq!(timeout, "1500ms");
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&mut *conn)
+        .await?;
+    assert_eq!(schema, test.namespace().as_str());
+    drop(conn);
+
+    // A transaction left idle is ended by the server, so it stops holding the feed back and
+    // its events are never written.
+    let s = stream("rec-recIDLE");
+    let mut tx = test.pool().begin().await?;
+    test.append_many_in(
+        &mut tx,
+        vec![StreamWrite {
+            stream: s.clone(),
+            expected: ExpectedVersion::NoStream,
+            events: events(0..1),
+        }],
+        &meta(),
+    )
+    .await?;
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert!(tx.commit().await.is_err());
+    assert_eq!(test.stream_version(&s).await?, None);
+    assert_eq!(test.head().await?, Position::START);
+    test.cleanup().await?;
+    Ok(())
+}

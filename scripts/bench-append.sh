@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Append benchmark (issue #2 item 7): the event store next to pgbench inserting the same rows
+# into a plain table, in the same run, shape by shape, 8 writers / 8 clients each:
+#   A: one ~200-byte event per append (per transaction), 20 000 events
+#   B: 10 events per append (per transaction), 100 000 events
+# Prints events/s, p50 and p99 per append (per transaction) for both, and the ratio.
+#
+# Usage: scripts/bench-append.sh   (BENCH_DATABASE_URL overrides the database; default
+# postgres://postgres@127.0.0.1:5432/pyairtable_bench, created if missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+url="${BENCH_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/pyairtable_bench}"
+admin_url="${url%/*}/postgres"
+db="${url##*/}"
+db="${db%%\?*}"
+writers=8
+a_events=20000
+b_events=100000
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+say() { printf '\n== %s\n' "$*"; }
+
+say "building the benchmark (release)"
+cargo bench -p pyairtable-eventstore --bench append --no-run
+
+if [ "$(psql "$admin_url" -Atc "SELECT 1 FROM pg_database WHERE datname = '$db'")" != "1" ]; then
+  psql "$admin_url" -qc "CREATE DATABASE \"$db\"" || true
+fi
+
+# The rows the store writes, as literals. Colons are escaped (\x3a) because pgbench would
+# read ":name" as a variable.
+payload='{"fields":{"fldCount000000002":17,"fldDone0000000003":false,"fldName0000000001":"Benchmark row with a modest text value","fldNote0000000004":"lorem ipsum dolor sit amet"},"record_id":"rec00000000000017","table_id":"tblBenchmark00001"}'
+metadata='{"actor":{"id":"usrBenchmark00001","type":"user"},"correlation_id":"5b1f2c57-7d0e-4b8e-9c55-3b0c86f1d2aa","workspace_id":"wspBenchmark00001"}'
+payload="${payload//:/\\x3a}"
+metadata="${metadata//:/\\x3a}"
+columns="epoch, xid, version, recorded_at, schema_version, event_id, stream_id, event_type, payload, metadata, prev_hash, hash"
+
+cat >"$work/a.sql" <<SQL
+\set n random(1, 9000000000000000000)
+INSERT INTO bench_plain.events ($columns) VALUES (1, pg_current_xact_id()::text::bigint, 1, now(), 1, gen_random_uuid(), 'bench-a-' || :client_id || '-' || :n, 'RecordUpdated', E'$payload', E'$metadata', sha256('prev'), sha256(gen_random_uuid()::text::bytea));
+SQL
+cat >"$work/b.sql" <<SQL
+\set s random(1, 100)
+\set v random(1, 1000000)
+INSERT INTO bench_plain.events ($columns) SELECT 1, pg_current_xact_id()::text::bigint, :v + g, now(), 1, gen_random_uuid(), 'bench-b-' || :client_id || '-' || :s, 'RecordUpdated', E'$payload', E'$metadata', sha256('prev'), sha256(gen_random_uuid()::text::bytea) FROM generate_series(1, 10) AS g;
+SQL
+
+# The cost of a NOTIFY inside the writing transaction (why the store sends it afterwards):
+# shape A's row with explicit BEGIN/COMMIT, without and with a NOTIFY before COMMIT.
+{ echo '\set n random(1, 9000000000000000000)'; echo 'BEGIN;'; sed -n 2p "$work/a.sql"; echo 'COMMIT;'; } >"$work/a_tx.sql"
+{ echo '\set n random(1, 9000000000000000000)'; echo 'BEGIN;'; sed -n 2p "$work/a.sql"; echo 'NOTIFY bench_plain_events;'; echo 'COMMIT;'; } >"$work/a_notify.sql"
+
+reset_plain() {
+  psql "$url" -q <<SQL
+DROP SCHEMA IF EXISTS bench_plain CASCADE;
+CREATE SCHEMA bench_plain;
+CREATE TABLE bench_plain.events (
+    pos bigserial PRIMARY KEY, epoch bigint NOT NULL, xid bigint NOT NULL, version bigint NOT NULL,
+    recorded_at timestamptz NOT NULL, schema_version integer NOT NULL, event_id uuid NOT NULL,
+    stream_id text NOT NULL, event_type text NOT NULL, payload json NOT NULL, metadata json NOT NULL,
+    prev_hash bytea NOT NULL, hash bytea NOT NULL);
+CHECKPOINT;
+SQL
+}
+
+# pgbench SHAPE SCRIPT TRANSACTIONS EVENTS_PER_TRANSACTION -> "events/s p50_ms p99_ms"
+run_pgbench() {
+  local shape=$1 script=$2 transactions=$3 per=$4
+  reset_plain
+  rm -f "$work"/pgbench_log.*
+  (cd "$work" && pgbench -n -M prepared -c "$writers" -j 2 -t $((transactions / writers)) \
+      -l --log-prefix="$work/pgbench_log" -f "$script" "$url" >"$work/pgbench_$shape.out")
+  local tps
+  tps=$(awk '/^tps = /{print $3}' "$work/pgbench_$shape.out")
+  # Per-transaction log: the third field is the latency in microseconds.
+  cat "$work"/pgbench_log.* | awk '{print $3}' | sort -n >"$work/lat"
+  local count p50 p99
+  count=$(wc -l <"$work/lat")
+  p50=$(awk -v n="$count" 'NR == int((n * 50 + 99) / 100) {printf "%.2f", $1 / 1000}' "$work/lat")
+  p99=$(awk -v n="$count" 'NR == int((n * 99 + 99) / 100) {printf "%.2f", $1 / 1000}' "$work/lat")
+  echo "$(awk -v t="$tps" -v p="$per" 'BEGIN {printf "%.0f", t * p}') $p50 $p99"
+}
+
+# store SHAPE -> "events/s p50_ms p99_ms"
+run_store() {
+  local shape=$1
+  psql "$url" -qc "CHECKPOINT"
+  BENCH_DATABASE_URL="$url" BENCH_SHAPES="$shape" BENCH_WRITERS="$writers" \
+    BENCH_A_EVENTS="$a_events" BENCH_B_EVENTS="$b_events" \
+    cargo bench -q -p pyairtable-eventstore --bench append >"$work/store_$shape.out"
+  awk '/^RESULT/ {
+      for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      print v["events_per_sec"], v["p50_ms"], v["p99_ms"] }' "$work/store_$shape.out"
+}
+
+say "machine"
+echo "cores: $(nproc), memory: $(free -h | awk '/^Mem:/ {print $2}'), $(psql "$url" -Atc 'SELECT version()' | cut -d, -f1)"
+psql "$url" -Atc "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings
+                  WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'wal_level', 'max_wal_size')"
+
+declare -A result
+say "shape A: $a_events events, one per append, $writers writers"
+result[pg_A]=$(run_pgbench A "$work/a.sql" "$a_events" 1)
+result[store_A]=$(run_store A)
+say "shape B: $b_events events, 10 per append, $writers writers"
+result[pg_B]=$(run_pgbench B "$work/b.sql" $((b_events / 10)) 10)
+result[store_B]=$(run_store B)
+say "NOTIFY inside the transaction: shape A rows in BEGIN/COMMIT, without and with NOTIFY"
+result[pg_tx]=$(run_pgbench tx "$work/a_tx.sql" "$a_events" 1)
+result[pg_notify]=$(run_pgbench notify "$work/a_notify.sql" "$a_events" 1)
+psql "$url" -qc "DROP SCHEMA IF EXISTS bench_plain CASCADE"
+
+say "results (latency per append / per pgbench transaction)"
+printf '%-6s %-22s %14s %10s %10s\n' shape writer "events/s" "p50 ms" "p99 ms"
+for shape in A B; do
+  read -r pe p50 p99 <<<"${result[pg_$shape]}"
+  read -r se s50 s99 <<<"${result[store_$shape]}"
+  printf '%-6s %-22s %14s %10s %10s\n' "$shape" "pgbench, plain table" "$pe" "$p50" "$p99"
+  printf '%-6s %-22s %14s %10s %10s\n' "$shape" "event store" "$se" "$s50" "$s99"
+  printf '%-6s %-22s %13s%%\n' "$shape" "store / pgbench" "$(awk -v s="$se" -v p="$pe" 'BEGIN {printf "%.0f", 100 * s / p}')"
+done
+read -r te t50 t99 <<<"${result[pg_tx]}"
+read -r ne n50 n99 <<<"${result[pg_notify]}"
+printf '%-6s %-22s %14s %10s %10s\n' "A" "pgbench, BEGIN/COMMIT" "$te" "$t50" "$t99"
+printf '%-6s %-22s %14s %10s %10s\n' "A" "  + NOTIFY in the tx" "$ne" "$n50" "$n99"

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Shared by scripts/up.sh and scripts/test.sh: install (apt, no Docker) and start PostgreSQL,
+# NATS with JetStream and Redis where they are missing or stopped, and create the role and the
+# databases PyAirtable uses. Idempotent: running it on a machine where all is up changes nothing.
+set -euo pipefail
+
+PG_ROLE=pyairtable
+PG_PASSWORD=pyairtable
+STATE_DIR="${PYAIRTABLE_STATE_DIR:-$HOME/.local/share/pyairtable}"
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() {
+  local port=$1 name=$2
+  for _ in $(seq 1 60); do
+    port_open "$port" && return 0
+    sleep 0.5
+  done
+  echo "error: $name did not start listening on 127.0.0.1:$port" >&2
+  return 1
+}
+
+have_systemd() { [ -d /run/systemd/system ]; }
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+}
+
+ensure_packages() {
+  command -v apt-get >/dev/null || { echo "error: this script needs a Debian or Ubuntu machine (apt-get)" >&2; exit 1; }
+  local pkgs=(ca-certificates curl build-essential pkg-config)
+  command -v pg_ctlcluster >/dev/null || command -v pg_ctl >/dev/null || pkgs+=(postgresql)
+  command -v psql >/dev/null || pkgs+=(postgresql-client)
+  command -v redis-server >/dev/null || pkgs+=(redis-server)
+  command -v nats-server >/dev/null || pkgs+=(nats-server)
+  apt_install "${pkgs[@]}"
+}
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null; then
+    [ -x "$HOME/.cargo/bin/cargo" ] || {
+      log "installing Rust with rustup"
+      curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    }
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+}
+
+ensure_postgres() {
+  if ! port_open 5432; then
+    log "starting PostgreSQL"
+    if have_systemd; then
+      as_root systemctl start postgresql
+    else
+      for version in $(ls /etc/postgresql 2>/dev/null); do
+        as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+      done
+    fi
+    wait_port 5432 PostgreSQL
+  fi
+  # Superuser access: trust over TCP where configured (CI machines), else peer auth as `postgres`.
+  local psql_su
+  if psql -h 127.0.0.1 -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then
+    psql_su=(psql -h 127.0.0.1 -U postgres -d postgres -v ON_ERROR_STOP=1 -Atq)
+  else
+    if [ "$(id -u)" -eq 0 ]; then
+      psql_su=(runuser -u postgres -- psql -d postgres -v ON_ERROR_STOP=1 -Atq)
+    else
+      psql_su=(sudo -u postgres psql -d postgres -v ON_ERROR_STOP=1 -Atq)
+    fi
+  fi
+  "${psql_su[@]}" -c "do \$\$ begin
+      if not exists (select from pg_roles where rolname = '$PG_ROLE') then
+        create role $PG_ROLE login createdb password '$PG_PASSWORD';
+      end if; end \$\$;"
+  for db in pyairtable pyairtable_test; do
+    if [ -z "$("${psql_su[@]}" -c "select 1 from pg_database where datname = '$db'")" ]; then
+      log "creating database $db"
+      "${psql_su[@]}" -c "create database $db owner $PG_ROLE"
+    fi
+  done
+}
+
+ensure_redis() {
+  if ! port_open 6379; then
+    log "starting Redis"
+    if have_systemd && systemctl list-unit-files redis-server.service >/dev/null 2>&1; then
+      as_root systemctl start redis-server
+    else
+      as_root redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+    fi
+    wait_port 6379 Redis
+  fi
+}
+
+ensure_nats() {
+  if ! port_open 4222; then
+    log "starting NATS with JetStream"
+    mkdir -p "$STATE_DIR/nats"
+    nohup nats-server -a 127.0.0.1 -p 4222 -js -sd "$STATE_DIR/nats" \
+      >"$STATE_DIR/nats-server.log" 2>&1 &
+    wait_port 4222 NATS
+  fi
+}
+
+ensure_services() {
+  ensure_packages
+  ensure_postgres
+  ensure_redis
+  ensure_nats
+}
+
+export DATABASE_URL="${DATABASE_URL:-postgres://$PG_ROLE:$PG_PASSWORD@127.0.0.1:5432/pyairtable}"
+export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
