@@ -65,7 +65,18 @@ async fn no_subscriber_misses_an_event_across_a_nats_restart() -> Result<()> {
     nats.kill();
     // Written while the bus is down: the relay cannot publish them.
     write_phase("During").await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The hub notices (missed heartbeats) and tails the store meanwhile.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while env.hub.status().source != Source::Store {
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the hub did not notice NATS was gone: {:?}",
+                env.hub.status()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     nats.restart()?;
 
     // The hub reopens a consumer on the restarted server.

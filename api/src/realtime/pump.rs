@@ -209,6 +209,12 @@ impl Pump {
             return;
         }
         let position = event.position;
+        // Counted before sending, so a subscriber that has the event sees it counted too.
+        let counter = match origin {
+            Origin::Nats => &self.shared.from_nats,
+            Origin::Store => &self.shared.from_store,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         let item = Arc::new(LiveEvent {
             prev: self.last,
             event,
@@ -222,11 +228,6 @@ impl Pump {
             state.last = position;
         }
         self.last = position;
-        let counter = match origin {
-            Origin::Nats => &self.shared.from_nats,
-            Origin::Store => &self.shared.from_store,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
