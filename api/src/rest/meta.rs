@@ -8,7 +8,7 @@ use pyairtable_commands::service::{FieldChange, NewField, NewTable};
 use pyairtable_domain::base::TableSchema;
 use pyairtable_domain::fields::{FieldDef, FieldType};
 use pyairtable_domain::formula;
-use pyairtable_domain::ids::{BaseId, FieldId, WorkspaceId};
+use pyairtable_domain::ids::{BaseId, ChoiceId, FieldId, WorkspaceId};
 use pyairtable_domain::permissions::Action;
 use pyairtable_domain::roles::{Role, Scope};
 use pyairtable_domain::user::User;
@@ -212,6 +212,19 @@ pub async fn base_schema(
 /// Field specs as Airtable clients send them sometimes carry `"options": {}` or `null` for
 /// types without options; the domain's shape has no `options` key for those.
 fn field_spec(mut spec: Value) -> RestResult<NewField> {
+    // Clients name new select choices without ids; the domain wants every choice to have one.
+    if let Some(choices) = spec
+        .get_mut("options")
+        .and_then(|o| o.get_mut("choices"))
+        .and_then(Value::as_array_mut)
+    {
+        for choice in choices.iter_mut().filter_map(Value::as_object_mut) {
+            if !choice.contains_key("id") {
+                let id: ChoiceId = pyairtable_commands::auth::new_id();
+                choice.insert("id".to_owned(), json!(id));
+            }
+        }
+    }
     let empty_options = spec
         .get("options")
         .is_some_and(|o| o.is_null() || o.as_object().is_some_and(serde_json::Map::is_empty));

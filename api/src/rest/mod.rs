@@ -50,6 +50,15 @@ pub fn router() -> Router<AppState> {
                 .put(records::update_many)
                 .delete(records::delete_many),
         )
+        // airtable.js writes to `/{base}/{table}/` with a trailing slash.
+        .route(
+            "/{base}/{table}/",
+            get(records::list_get)
+                .post(records::create)
+                .patch(records::update_many)
+                .put(records::update_many)
+                .delete(records::delete_many),
+        )
         .route("/{base}/{table}/listRecords", post(records::list_post))
         .route(
             "/{base}/{table}/{record}",

@@ -29,7 +29,10 @@ fn bin(store: &TestStore) -> Command {
         .env("NATS_URL", "nats://127.0.0.1:4222")
         .env("REDIS_URL", "redis://127.0.0.1:6379")
         .env("PYAIRTABLE_NAMESPACE", store.namespace().as_str())
-        .env("PYAIRTABLE_JWT_SECRET", "rest-tests-secret-0123456789abcdef0123456789");
+        .env(
+            "PYAIRTABLE_JWT_SECRET",
+            "rest-tests-secret-0123456789abcdef0123456789",
+        );
     command
 }
 
@@ -82,7 +85,10 @@ fn run(store: &TestStore, args: &[&str], stdin: Option<&str>) -> String {
         "pyairtable {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
 }
 
 /// Every scope a token can have.
@@ -109,7 +115,14 @@ pub fn account(store: &TestStore, email: &str, scopes: &str) -> Account {
     );
     let workspace_id = run(
         store,
-        &["workspaces", "create", "--owner", email, "--name", "Workspace"],
+        &[
+            "workspaces",
+            "create",
+            "--owner",
+            email,
+            "--name",
+            "Workspace",
+        ],
         None,
     );
     let token = token(store, email, scopes, &[]);
