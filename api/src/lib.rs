@@ -11,6 +11,7 @@ pub mod health;
 pub mod realtime;
 pub mod rest;
 pub mod state;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 
@@ -81,6 +82,7 @@ impl Application {
                 tracing::error!(%error, "projection workers stopped with an error");
             }
         });
+        let webhooks_task = webhooks::spawn(self.state.clone(), wait(stopped.clone()));
         // Client addresses key the anonymous rate limit.
         let service = self
             .router
@@ -90,7 +92,7 @@ impl Application {
             .await;
         let _ = stop.send(true);
         self.state.hub.shutdown();
-        let _ = tokio::join!(relay_task, projections_task);
+        let _ = tokio::join!(relay_task, projections_task, webhooks_task);
         served?;
         Ok(())
     }
@@ -108,7 +110,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
                 .layer(RequestBodyLimitLayer::new(max_body_bytes)),
         )
         .route("/graphiql/assets/{file}", get(graphql::graphiql::asset))
-        .nest("/v0", rest::router())
+        .nest("/v0", rest::router().merge(webhooks::router()))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -35,6 +35,8 @@ pub struct AppState {
     pub schema: ApiSchema,
     /// The GraphQL API's settings.
     pub graphql_config: GraphqlConfig,
+    /// Webhook delivery settings and the pinger's wake-up.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl AppState {
@@ -101,6 +103,7 @@ impl AppState {
             config: graphql_config.clone(),
         });
         Ok(Self {
+            webhooks: crate::webhooks::Webhooks::from_env()?,
             hub,
             schema,
             graphql_config,

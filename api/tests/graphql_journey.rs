@@ -26,7 +26,9 @@ async fn register_build_write_read_travel_revert_audit_and_verify() {
     let (alice, token) = server.register("alice@example.com").await;
     let t = Some(token.as_str());
 
-    let me = server.data(t, "{ me { id email isAdmin } }", json!({})).await;
+    let me = server
+        .data(t, "{ me { id email isAdmin } }", json!({}))
+        .await;
     assert_eq!(me["me"]["id"], alice.as_str());
     assert_eq!(me["me"]["email"], "alice@example.com");
     assert_eq!(me["me"]["isAdmin"], false);
@@ -132,7 +134,10 @@ async fn register_build_write_read_travel_revert_audit_and_verify() {
         )
         .await
         .1;
-    assert_eq!(bad["errors"][0]["extensions"]["code"], "VALIDATION", "{bad}");
+    assert_eq!(
+        bad["errors"][0]["extensions"]["code"], "VALIDATION",
+        "{bad}"
+    );
 
     let query = "query($t: ID!, $f: RecordFilter, $s: [RecordSort!], $first: Int, $after: String, $c: String) { \
         records(tableId: $t, filter: $f, sort: $s, first: $first, after: $after, consistencyToken: $c) { \
@@ -162,13 +167,21 @@ async fn register_build_write_read_travel_revert_audit_and_verify() {
 
     // Contains (case-insensitive), isEmpty, in, and a boolean combination.
     let ship = server
-        .data(t, query, json!({ "t": table_id, "f": { "field": "Name", "contains": "SHIP" } }))
+        .data(
+            t,
+            query,
+            json!({ "t": table_id, "f": { "field": "Name", "contains": "SHIP" } }),
+        )
         .await["records"]["nodes"]
         .clone();
     assert_eq!(ship.as_array().unwrap().len(), 1);
     assert_eq!(ship[0]["id"], ids[2].as_str());
     let no_due = server
-        .data(t, query, json!({ "t": table_id, "f": { "field": "Due", "isEmpty": true } }))
+        .data(
+            t,
+            query,
+            json!({ "t": table_id, "f": { "field": "Due", "isEmpty": true } }),
+        )
         .await["records"]["nodes"]
         .clone();
     assert_eq!(no_due.as_array().unwrap().len(), 2);
@@ -191,14 +204,22 @@ async fn register_build_write_read_travel_revert_audit_and_verify() {
         .collect();
     assert_eq!(in_ids, vec![ids[1].as_str(), ids[2].as_str()]);
     let dated = server
-        .data(t, query, json!({ "t": table_id, "f": { "field": "Due", "lte": "2024-12-31" } }))
+        .data(
+            t,
+            query,
+            json!({ "t": table_id, "f": { "field": "Due", "lte": "2024-12-31" } }),
+        )
         .await["records"]["nodes"]
         .clone();
     assert_eq!(dated.as_array().unwrap().len(), 1);
 
     // Cursor paging over a sort: two, then the last one.
     let page1 = server
-        .data(t, query, json!({ "t": table_id, "s": [{ "field": "Count" }], "first": 2 }))
+        .data(
+            t,
+            query,
+            json!({ "t": table_id, "s": [{ "field": "Count" }], "first": 2 }),
+        )
         .await["records"]
         .clone();
     assert_eq!(page1["pageInfo"]["hasNextPage"], true);
@@ -229,11 +250,15 @@ async fn register_build_write_read_travel_revert_audit_and_verify() {
         )
         .await["updateRecords"]
         .clone();
-    assert_eq!(updated["records"][0]["version"], 2);
+    assert_eq!(updated["records"][0]["version"], 2, "{updated}");
     let rec_query = "query($id: ID!, $c: String) { record(id: $id, consistencyToken: $c) { id version cells deleted \
         history { version eventType actor { kind userId } recordedAt changes { fieldId old new } } } }";
     let rec = server
-        .data(t, rec_query, json!({ "id": ids[0], "c": updated["consistencyToken"] }))
+        .data(
+            t,
+            rec_query,
+            json!({ "id": ids[0], "c": updated["consistencyToken"] }),
+        )
         .await["record"]
         .clone();
     assert_eq!(rec["version"], 2);
@@ -285,7 +310,10 @@ async fn register_build_write_read_travel_revert_audit_and_verify() {
             json!({ "id": ids[0] }),
         )
         .await;
-    assert!(before["record"].is_null(), "the record did not exist in 2000");
+    assert!(
+        before["record"].is_null(),
+        "the record did not exist in 2000"
+    );
     let table_then = server
         .data(
             t,
@@ -295,7 +323,10 @@ async fn register_build_write_read_travel_revert_audit_and_verify() {
         .await;
     let then_nodes = table_then["table"]["records"]["nodes"].as_array().unwrap();
     assert_eq!(then_nodes.len(), 3);
-    let first_then = then_nodes.iter().find(|n| n["id"] == ids[0].as_str()).unwrap();
+    let first_then = then_nodes
+        .iter()
+        .find(|n| n["id"] == ids[0].as_str())
+        .unwrap();
     assert_eq!(first_then["cells"][&count], 3);
     assert_eq!(first_then["cells"][&due], "2024-05-01");
 
@@ -323,7 +354,11 @@ async fn register_build_write_read_travel_revert_audit_and_verify() {
         .clone();
     assert_eq!(deleted["records"][0]["deleted"], true);
     let live = server
-        .data(t, query, json!({ "t": table_id, "c": deleted["consistencyToken"] }))
+        .data(
+            t,
+            query,
+            json!({ "t": table_id, "c": deleted["consistencyToken"] }),
+        )
         .await["records"]["totalCount"]
         .clone();
     assert_eq!(live, 2);
@@ -337,7 +372,11 @@ async fn register_build_write_read_travel_revert_audit_and_verify() {
         .clone();
     assert_eq!(restored["records"][0]["deleted"], false);
     let live = server
-        .data(t, query, json!({ "t": table_id, "c": restored["consistencyToken"] }))
+        .data(
+            t,
+            query,
+            json!({ "t": table_id, "c": restored["consistencyToken"] }),
+        )
         .await["records"]["totalCount"]
         .clone();
     assert_eq!(live, 3);
@@ -350,7 +389,12 @@ async fn register_build_write_read_travel_revert_audit_and_verify() {
             json!({ "id": ids[1] }),
         )
         .await;
-    assert!(comment["addComment"]["commentId"].as_str().unwrap().starts_with("com"));
+    assert!(
+        comment["addComment"]["commentId"]
+            .as_str()
+            .unwrap()
+            .starts_with("com")
+    );
     let comments = server
         .data(
             t,
@@ -389,11 +433,18 @@ async fn register_build_write_read_travel_revert_audit_and_verify() {
         "RecordRestored",
         "CommentAdded",
     ] {
-        assert!(types.contains(&expected), "{expected} missing from {types:?}");
+        assert!(
+            types.contains(&expected),
+            "{expected} missing from {types:?}"
+        );
     }
     let stream = format!("record-{}", ids[0]);
     let one_stream = server
-        .data(t, audit_query, json!({ "w": workspace_id, "f": { "streamId": stream } }))
+        .data(
+            t,
+            audit_query,
+            json!({ "w": workspace_id, "f": { "streamId": stream } }),
+        )
         .await["auditLog"]["nodes"]
         .clone();
     let versions: Vec<i64> = one_stream

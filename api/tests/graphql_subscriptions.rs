@@ -11,10 +11,16 @@ use serde_json::{Value, json};
 
 use graphql_support::{ADMIN_EMAIL, Server, start};
 
+/// A workspace, base and table of the user; returns the table id and the consistency token
+/// of its creation.
 async fn table(server: &Server, token: &str) -> (String, String) {
     let t = Some(token);
     let ws = server
-        .data(t, "mutation { createWorkspace(name: \"Live\") { workspace { id } } }", json!({}))
+        .data(
+            t,
+            "mutation { createWorkspace(name: \"Live\") { workspace { id } } }",
+            json!({}),
+        )
         .await["createWorkspace"]["workspace"]["id"]
         .as_str()
         .unwrap()
@@ -32,27 +38,28 @@ async fn table(server: &Server, token: &str) -> (String, String) {
     let table = server
         .data(
             t,
-            "mutation($b: ID!) { createTable(baseId: $b, name: \"T\", fields: [{name: \"Name\", type: \"singleLineText\"}, {name: \"N\", type: \"number\", options: {precision: 0}}]) { table { id } } }",
+            "mutation($b: ID!) { createTable(baseId: $b, name: \"T\", fields: [{name: \"Name\", type: \"singleLineText\"}, {name: \"N\", type: \"number\", options: {precision: 0}}]) { table { id } consistencyToken } }",
             json!({ "b": base }),
         )
-        .await["createTable"]["table"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (ws, table)
+        .await["createTable"]
+        .clone();
+    (
+        table["table"]["id"].as_str().unwrap().to_owned(),
+        table["consistencyToken"].as_str().unwrap().to_owned(),
+    )
 }
 
 #[tokio::test]
 async fn record_changes_reach_another_client_within_a_second() {
     let server = start(&[]).await;
     let (_, alice) = server.register("alice@example.com").await;
-    let (_, table_id) = table(&server, &alice).await;
+    let (table_id, created) = table(&server, &alice).await;
 
     let mut socket = server.ws(Some(&alice)).await;
     socket
         .subscribe(
-            "subscription($t: ID!) { recordChanges(tableId: $t) { kind recordId version cells changedFieldIds changes { fieldId old new } actor { userId } } }",
-            json!({ "t": table_id }),
+            "subscription($t: ID!, $c: String) { recordChanges(tableId: $t, consistencyToken: $c) { kind recordId version cells changedFieldIds changes { fieldId old new } actor { userId } } }",
+            json!({ "t": table_id, "c": created }),
         )
         .await;
     // The subscription is registered once the server has processed the message; give the
@@ -68,16 +75,23 @@ async fn record_changes_reach_another_client_within_a_second() {
             json!({ "t": table_id }),
         )
         .await;
-    let record = created["createRecords"]["records"][0]["id"].as_str().unwrap().to_owned();
-    let msg = socket.next(Duration::from_secs(1)).await.expect("CREATED within a second");
+    let record = created["createRecords"]["records"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let msg = socket
+        .next(Duration::from_secs(1))
+        .await
+        .expect("CREATED within a second");
     let elapsed = started.elapsed();
     assert_eq!(msg["type"], "next", "{msg}");
     let change = &msg["payload"]["data"]["recordChanges"];
-    assert_eq!(change["kind"], "CREATED");
+    assert_eq!(change["kind"], "CREATED", "{msg}");
     assert_eq!(change["recordId"], record.as_str());
     assert_eq!(change["version"], 1);
     assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
 
+    // The latency is measured above; these check the content of later changes.
     server
         .data(
             Some(&alice),
@@ -85,7 +99,10 @@ async fn record_changes_reach_another_client_within_a_second() {
             json!({ "t": table_id, "r": record }),
         )
         .await;
-    let msg = socket.next(Duration::from_secs(1)).await.expect("UPDATED within a second");
+    let msg = socket
+        .next(Duration::from_secs(1))
+        .await
+        .expect("UPDATED within a second");
     let change = &msg["payload"]["data"]["recordChanges"];
     assert_eq!(change["kind"], "UPDATED", "{msg}");
     assert_eq!(change["changes"][0]["old"], 1);
@@ -98,8 +115,14 @@ async fn record_changes_reach_another_client_within_a_second() {
             json!({ "t": table_id, "r": record }),
         )
         .await;
-    let msg = socket.next(Duration::from_secs(1)).await.expect("DELETED within a second");
-    assert_eq!(msg["payload"]["data"]["recordChanges"]["kind"], "DELETED", "{msg}");
+    let msg = socket
+        .next(Duration::from_secs(1))
+        .await
+        .expect("DELETED within a second");
+    assert_eq!(
+        msg["payload"]["data"]["recordChanges"]["kind"], "DELETED",
+        "{msg}"
+    );
 
     server.stop().await;
 }
@@ -108,7 +131,7 @@ async fn record_changes_reach_another_client_within_a_second() {
 async fn events_subscription_has_no_gap_and_no_duplicate_across_the_switch_to_live() {
     let server = start(&[]).await;
     let (_, admin) = server.register(ADMIN_EMAIL).await;
-    let (_, table_id) = table(&server, &admin).await;
+    let (table_id, _) = table(&server, &admin).await;
 
     // Some history before the subscription's starting point, and the starting point itself.
     let first = server
@@ -173,13 +196,22 @@ async fn events_subscription_has_no_gap_and_no_duplicate_across_the_switch_to_li
         assert_eq!(msg["type"], "next", "{msg}");
         seen.push(msg["payload"]["data"]["events"].clone());
     }
-    assert_eq!(seen.len(), expected_records, "every RecordCreated after the start, once");
+    assert_eq!(
+        seen.len(),
+        expected_records,
+        "every RecordCreated after the start, once"
+    );
     // Nothing more arrives: no duplicate after the last one.
     assert!(socket.next(Duration::from_millis(500)).await.is_none());
 
     let unique: HashSet<(String, i64)> = seen
         .iter()
-        .map(|e| (e["streamId"].as_str().unwrap().to_owned(), e["version"].as_i64().unwrap()))
+        .map(|e| {
+            (
+                e["streamId"].as_str().unwrap().to_owned(),
+                e["version"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(unique.len(), seen.len(), "no duplicates");
 

@@ -30,7 +30,7 @@ pub struct Base {
 }
 
 /// The schema of one table.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TableSchema {
     /// The table's id.
@@ -49,7 +49,7 @@ pub struct TableSchema {
 }
 
 /// A view of a table: a saved filter, sort order and set of visible fields.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ViewDef {
     /// The view's id.
@@ -70,7 +70,7 @@ pub struct ViewDef {
 }
 
 /// One sort key of a view.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Sort {
     /// The field sorted on.
@@ -80,7 +80,7 @@ pub struct Sort {
 }
 
 /// Ascending or descending, spelled like Airtable's `sort[0][direction]`.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SortDirection {
     /// Smallest first.
@@ -377,7 +377,7 @@ pub enum BaseCommand {
 }
 
 /// What happened to a base.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "type")]
 pub enum BaseEvent {
     /// The base was created.

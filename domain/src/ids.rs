@@ -126,6 +126,24 @@ impl<'de, K: IdKind> Deserialize<'de> for Id<K> {
     }
 }
 
+impl<K: IdKind> schemars::JsonSchema for Id<K> {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Id")
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": format!("A {} id: `{}` followed by {SUFFIX_LEN} letters or digits.", K::NAME, K::PREFIX),
+            "pattern": format!("^{}[A-Za-z0-9]{{{SUFFIX_LEN}}}$", K::PREFIX),
+        })
+    }
+}
+
 macro_rules! id_kind {
     ($(#[$doc:meta])* $kind:ident, $alias:ident, $prefix:literal, $name:literal) => {
         $(#[$doc])*

@@ -65,7 +65,7 @@ pub struct Comment {
 }
 
 /// A cell's value before and after a change; `null` stands for an empty cell.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CellChange {
     /// The field.
@@ -293,7 +293,7 @@ pub enum RecordCommand {
 }
 
 /// What happened to a record.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "type")]
 pub enum RecordEvent {
     /// The record was created.

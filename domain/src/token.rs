@@ -49,7 +49,7 @@ pub enum TokenCommand {
 }
 
 /// What happened to an API token.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "type")]
 pub enum TokenEvent {
     /// A token was created.

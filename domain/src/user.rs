@@ -124,7 +124,7 @@ pub enum InvalidEmail {
 ///
 /// Deserialising re-runs [`Email::parse`], so a stored event can never smuggle in a malformed
 /// address; the price is that tightening these rules later needs an upcaster for old events.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
 
@@ -264,7 +264,7 @@ pub enum UserCommand {
 }
 
 /// What happened to a user account.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "type")]
 pub enum UserEvent {
     /// An account was opened.

@@ -114,7 +114,7 @@ pub enum WorkspaceCommand {
 }
 
 /// What happened to a workspace.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "type")]
 pub enum WorkspaceEvent {
     /// The workspace was created; `owner` is its first member, with the owner role.

@@ -75,21 +75,6 @@ pub async fn authorize_in(
     Ok(state)
 }
 
-/// Whether the caller may do `action` in a workspace, without failing (for filtering lists).
-pub async fn allowed_in(
-    svc: &Services,
-    user: &Authenticated,
-    workspace_id: &WorkspaceId,
-    action: Action,
-    base: Option<&BaseId>,
-) -> ApiResult<bool> {
-    match authorize_in(svc, user, workspace_id, action, base, ("workspace", "")).await {
-        Ok(_) => Ok(true),
-        Err(ApiError::NotFound(_) | ApiError::Forbidden(_)) => Ok(false),
-        Err(other) => Err(other),
-    }
-}
-
 async fn lookup(
     svc: &Services,
     projection: &str,
@@ -105,9 +90,26 @@ async fn lookup(
     if let Some(row) = query().fetch_optional(&svc.pool).await? {
         return Ok(Some(row));
     }
+    // A miss may be a write the caller saw acknowledged but the projection has not applied
+    // yet: let it catch up, then look again a few times, for a bounded time (an unknown id
+    // costs at most that long).
     catch_up(svc, projection).await?;
-    Ok(query().fetch_optional(&svc.pool).await?)
+    let deadline = tokio::time::Instant::now() + MISS_GRACE.min(svc.config.consistency_timeout);
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        if let Some(row) = query().fetch_optional(&svc.pool).await? {
+            return Ok(Some(row));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(200));
+    }
 }
+
+/// How long a lookup keeps looking for an id the read model does not know yet.
+const MISS_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn located(
     row: Option<(Option<String>, Option<String>, Option<String>)>,
@@ -149,14 +151,40 @@ pub async fn locate_table(svc: &Services, table_id: &TableId) -> ApiResult<Locat
     located(row, "table", table_id.as_str())
 }
 
-/// Where a record lives (deleted records too).
+/// Where a record lives (deleted records too). A record too fresh for the records read model
+/// is found through its own stream (which names its table) and the directory.
 pub async fn locate_record(svc: &Services, record_id: &RecordId) -> ApiResult<Location> {
     let sql = format!(
         "SELECT workspace_id, base_id, table_id FROM {} WHERE record_id = $1",
         svc.view("records")
     );
-    let row = lookup(svc, "records", &sql, record_id.as_str()).await?;
-    located(row, "record", record_id.as_str())
+    let row: Option<(Option<String>, Option<String>, Option<String>)> =
+        sqlx::query_as(AssertSqlSafe(sql))
+            .bind(record_id.to_string())
+            .fetch_optional(&svc.pool)
+            .await?;
+    if row.is_some() {
+        let at = located(row, "record", record_id.as_str())?;
+        // The records read model may not know the base; the table's place in the directory
+        // does.
+        return match (&at.base_id, &at.table_id) {
+            (None, Some(table_id)) => locate_table(svc, table_id)
+                .await
+                .map_err(|_| ApiError::not_found("record", record_id.as_str())),
+            _ => Ok(at),
+        };
+    }
+    let loaded = svc
+        .platform
+        .runner()
+        .load::<pyairtable_domain::record::Record>(record_id.as_str())
+        .await?;
+    match loaded.state.table_id {
+        Some(table_id) => locate_table(svc, &table_id)
+            .await
+            .map_err(|_| ApiError::not_found("record", record_id.as_str())),
+        None => Err(ApiError::not_found("record", record_id.as_str())),
+    }
 }
 
 /// Locates a table and authorises `action` on its base.

@@ -128,14 +128,15 @@ pub async fn wait_for(svc: &Services, token: Option<&str>, projections: &[&str])
     Ok(())
 }
 
-/// Lets a projection catch up with everything committed so far, for at most two seconds.
+/// Lets a projection catch up with everything committed so far, for at most the consistency
+/// timeout.
 /// Used when an id is missing from a read model: a write the caller saw acknowledged may not
 /// have been projected yet, and a short wait turns that race into a hit.
 pub async fn catch_up(svc: &Services, projection: &str) -> ApiResult<()> {
     let head = svc.store.head().await?;
     match svc
         .projections
-        .wait_for(projection, &head, Duration::from_secs(2))
+        .wait_for(projection, &head, svc.config.consistency_timeout)
         .await
     {
         Ok(()) | Err(pyairtable_projections::ProjectionError::Stale { .. }) => Ok(()),

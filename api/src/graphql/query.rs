@@ -203,11 +203,10 @@ impl QueryRoot {
               WHERE table_id = $1 AND NOT deleted",
             svc.view("tables")
         );
-        let row: Option<(String, String, String, Option<String>, Option<String>)> =
-            sqlx::query_as(AssertSqlSafe(sql))
-                .bind(table_id.to_string())
-                .fetch_optional(&svc.pool)
-                .await?;
+        let row: Option<super::types::TableRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(table_id.to_string())
+            .fetch_optional(&svc.pool)
+            .await?;
         row.map(TableNode::from_row)
             .ok_or_else(|| ApiError::not_found("table", &id))
     }

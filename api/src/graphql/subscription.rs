@@ -23,7 +23,7 @@ use sqlx::AssertSqlSafe;
 use tokio::sync::broadcast;
 
 use super::access::{authorize_in, authorize_table, parse_id, require_admin};
-use super::context::{Services, parse_position, services, viewer};
+use super::context::{Services, parse_position, services, viewer, wait_for};
 use super::error::{ApiError, ApiResult};
 use super::history::{CellChangeNode, EventFilterInput};
 use super::types::{ActorNode, EventNode};
@@ -384,7 +384,9 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
         table_id: ID,
+        consistency_token: Option<String>,
     ) -> async_graphql::Result<BoxStream<'static, async_graphql::Result<RecordChange>>> {
+        wait_for(services(ctx)?, consistency_token.as_deref(), &["directory"]).await?;
         Ok(record_changes(ctx, table_id).await?)
     }
 

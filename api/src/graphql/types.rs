@@ -279,14 +279,16 @@ impl BaseNode {
               WHERE base_id = $1 AND NOT deleted ORDER BY sort_order, table_id",
             svc.view("tables")
         );
-        let rows: Vec<(String, String, String, Option<String>, Option<String>)> =
-            sqlx::query_as(AssertSqlSafe(sql))
-                .bind(self.id.to_string())
-                .fetch_all(&svc.pool)
-                .await?;
+        let rows: Vec<TableRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(self.id.to_string())
+            .fetch_all(&svc.pool)
+            .await?;
         Ok(rows.into_iter().map(TableNode::from_row).collect())
     }
 }
+
+/// `(table_id, base_id, name, description, primary_field_id)` of the tables read model.
+pub type TableRow = (String, String, String, Option<String>, Option<String>);
 
 /// A table.
 #[derive(SimpleObject, Clone, Debug)]
@@ -309,7 +311,7 @@ pub struct TableNode {
 
 impl TableNode {
     /// From a row of the tables read model.
-    pub fn from_row(row: (String, String, String, Option<String>, Option<String>)) -> Self {
+    pub fn from_row(row: TableRow) -> Self {
         Self {
             id: ID(row.0),
             base_id: ID(row.1),

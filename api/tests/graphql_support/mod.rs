@@ -47,6 +47,8 @@ pub async fn start(env: &[(&str, &str)]) -> Server {
         .env("PYAIRTABLE_NAMESPACE", store.namespace().as_str())
         .env("PYAIRTABLE_ADMIN_EMAILS", ADMIN_EMAIL)
         .env("PYAIRTABLE_LOG", "warn")
+        // Generous: on a loaded test machine projections may take seconds to catch up.
+        .env("PYAIRTABLE_CONSISTENCY_TIMEOUT_MS", "20000")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (k, v) in env {
@@ -110,7 +112,9 @@ impl Server {
         let (_, body) = self.post(token, query, variables).await;
         body["errors"][0]["extensions"]["code"]
             .as_str()
-            .unwrap_or_else(|| panic!("expected an error with a code, got {body:#}\nquery: {query}"))
+            .unwrap_or_else(|| {
+                panic!("expected an error with a code, got {body:#}\nquery: {query}")
+            })
             .to_owned()
     }
 
@@ -215,7 +219,9 @@ impl Ws {
             let message = match tokio::time::timeout(left, self.socket.next()).await {
                 Err(_) => return None,
                 Ok(None) => return Some(json!({ "type": "close" })),
-                Ok(Some(Err(error))) => return Some(json!({ "type": "close", "error": error.to_string() })),
+                Ok(Some(Err(error))) => {
+                    return Some(json!({ "type": "close", "error": error.to_string() }));
+                }
                 Ok(Some(Ok(message))) => message,
             };
             match message {

@@ -8,7 +8,7 @@ use super::FieldType;
 use super::validate::normalize;
 
 /// How much of a field's data survives a change of type or options.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Conversion {
     /// Every value is kept (possibly in another form, e.g. a number rendered as text).

@@ -24,7 +24,7 @@ use crate::ids::{ChoiceId, FieldId, TableId};
 ///
 /// Serialises like an entry of Airtable's `tables[].fields[]`:
 /// `{"id": "fld…", "name": "Status", "type": "singleSelect", "options": {...}}`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct FieldDef {
     /// The field's id (`fld…`), stable across renames.
     pub id: FieldId,
@@ -43,7 +43,7 @@ pub struct FieldDef {
 /// Computed types (formula, lookup, rollup, count and the system fields such as `createdTime`)
 /// are declared so schemas can hold them; writes to them are rejected (see
 /// [`FieldType::is_computed`]).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(tag = "type", content = "options", rename_all = "camelCase")]
 pub enum FieldType {
     /// One line of text.
@@ -103,14 +103,14 @@ pub enum FieldType {
 }
 
 /// Options of `number` and `percent`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct NumberOptions {
     /// Decimals kept, `0..=8`.
     pub precision: u8,
 }
 
 /// Options of `currency`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct CurrencyOptions {
     /// Decimals kept, `0..=7`.
     pub precision: u8,
@@ -119,7 +119,7 @@ pub struct CurrencyOptions {
 }
 
 /// Options of `rating`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct RatingOptions {
     /// Highest rating, `1..=10`.
     pub max: u8,
@@ -130,7 +130,7 @@ pub struct RatingOptions {
 }
 
 /// Options of `checkbox`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct CheckboxOptions {
     /// One of `check`, `xCheckbox`, `star`, `heart`, `thumbsUp`, `flag`, `dot`.
     pub icon: String,
@@ -139,7 +139,7 @@ pub struct CheckboxOptions {
 }
 
 /// Options of `duration`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DurationOptions {
     /// How durations are shown, which also fixes the decimals of seconds kept.
@@ -147,7 +147,7 @@ pub struct DurationOptions {
 }
 
 /// How a duration is shown.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
 pub enum DurationFormat {
     /// Hours and minutes.
     #[serde(rename = "h:mm")]
@@ -180,7 +180,7 @@ impl DurationFormat {
 }
 
 /// Options of `date`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DateOptions {
     /// How dates are shown; also decides whether typecast reads `1/2/2024` as US or European.
@@ -188,7 +188,7 @@ pub struct DateOptions {
 }
 
 /// Options of `dateTime`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DateTimeOptions {
     /// How the date part is shown.
@@ -201,7 +201,7 @@ pub struct DateTimeOptions {
 }
 
 /// A date display format, serialised as Airtable's `{"name": "iso", "format": "YYYY-MM-DD"}`.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(into = "NamedFormat", try_from = "NamedFormat")]
 pub enum DateFormat {
     /// The viewer's locale (`l`).
@@ -217,7 +217,7 @@ pub enum DateFormat {
 }
 
 /// A time display format, serialised as `{"name": "24hour", "format": "HH:mm"}`.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(into = "NamedFormat", try_from = "NamedFormat")]
 pub enum TimeFormat {
     /// `h:mma`.
@@ -228,7 +228,7 @@ pub enum TimeFormat {
 
 /// Wire shape shared by date and time formats: the `format` string is derived from the name, so
 /// it is optional on input.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 struct NamedFormat {
     name: String,
     #[serde(default)]
@@ -298,14 +298,14 @@ impl TryFrom<NamedFormat> for TimeFormat {
 }
 
 /// Options of `singleSelect` and `multipleSelects`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
 pub struct SelectOptions {
     /// The choices, in display order. Names are unique within a field.
     pub choices: Vec<Choice>,
 }
 
 /// One option of a select field.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct Choice {
     /// The choice's id (`sel…`), stable across renames.
     pub id: ChoiceId,
@@ -317,7 +317,7 @@ pub struct Choice {
 }
 
 /// Options of `multipleRecordLinks`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkOptions {
     /// The table linked to; always in the same base.
@@ -331,7 +331,7 @@ pub struct LinkOptions {
 }
 
 /// Options of `formula`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct FormulaOptions {
     /// The formula text.
     pub formula: String,
@@ -341,7 +341,7 @@ pub struct FormulaOptions {
 }
 
 /// Options of `multipleLookupValues`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LookupOptions {
     /// The link field of this table to follow.
@@ -351,7 +351,7 @@ pub struct LookupOptions {
 }
 
 /// Options of `rollup`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollupOptions {
     /// The link field of this table to follow.
@@ -363,7 +363,7 @@ pub struct RollupOptions {
 }
 
 /// Options of `count`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CountOptions {
     /// The link field whose links are counted.
