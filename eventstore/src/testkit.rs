@@ -101,14 +101,16 @@ impl TestStore {
         &self.database_url
     }
 
-    /// Closes the store's pool and drops the namespace's schema.
+    /// Closes the store's pool and removes everything the namespace owns: its schemas
+    /// (`<ns>` and every `<ns>_…` such as the read models), its JetStream streams (`<NS>_…`,
+    /// with their consumers) and its Redis keys (`<ns>:…`).
     ///
     /// # Errors
     /// [`StoreError::Database`].
     pub async fn cleanup(mut self) -> Result<(), StoreError> {
         self.cleaned = true;
-        self.store.pool().close().await;
-        drop_schema(&self.database_url, self.store.namespace()).await
+        self.store.close().await;
+        drop_namespace(&self.database_url, self.store.namespace()).await
     }
 }
 
@@ -135,12 +137,69 @@ impl Drop for TestStore {
                 .build();
             if let Ok(runtime) = runtime {
                 let _ = runtime.block_on(async {
-                    tokio::time::timeout(Duration::from_secs(10), drop_schema(&url, &namespace))
+                    tokio::time::timeout(Duration::from_secs(10), drop_namespace(&url, &namespace))
                         .await
                 });
             }
         });
         let _ = worker.join();
+    }
+}
+
+/// Removes the namespace's schemas, then (best effort: a test that never used them must not
+/// fail here) its JetStream streams and Redis keys. The NATS and Redis addresses come from
+/// `NATS_URL` and `REDIS_URL`, with the local services as defaults.
+async fn drop_namespace(database_url: &str, namespace: &Namespace) -> Result<(), StoreError> {
+    drop_schema(database_url, namespace).await?;
+    let _ = tokio::time::timeout(Duration::from_secs(5), drop_nats_streams(namespace)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), drop_redis_keys(namespace)).await;
+    Ok(())
+}
+
+async fn drop_nats_streams(namespace: &Namespace) {
+    use futures::TryStreamExt;
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let Ok(client) = async_nats::connect(url).await else {
+        return;
+    };
+    let js = async_nats::jetstream::new(client);
+    // Stream names are the upper-cased namespace plus a suffix (`<NS>_EVENTS`).
+    let prefix = format!("{}_", namespace.as_str().to_ascii_uppercase());
+    let names: Vec<String> = js.stream_names().try_collect().await.unwrap_or_default();
+    for name in names.into_iter().filter(|n| n.starts_with(&prefix)) {
+        let _ = js.delete_stream(&name).await;
+    }
+}
+
+async fn drop_redis_keys(namespace: &Namespace) {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let pattern = format!("{}:*", namespace.as_str());
+    let mut cursor: u64 = 0;
+    loop {
+        let page: redis::RedisResult<(u64, Vec<String>)> = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(&mut conn)
+            .await;
+        let Ok((next, keys)) = page else {
+            return;
+        };
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
     }
 }
 
@@ -150,11 +209,24 @@ async fn drop_schema(database_url: &str, namespace: &Namespace) -> Result<(), St
     sqlx::query("SET lock_timeout = '5s'")
         .execute(&mut conn)
         .await?;
-    sqlx::query(AssertSqlSafe(format!(
-        r#"DROP SCHEMA IF EXISTS "{namespace}" CASCADE"#
-    )))
-    .execute(&mut conn)
+    // The read models live in `<ns>_rm` (and rebuilds may leave shadow schemas): drop every
+    // schema of the namespace, not just the event store's.
+    // `_` is a LIKE wildcard: escape the namespace's own underscores too.
+    let pattern = format!("{}\\_%", namespace.as_str().replace('_', "\\_"));
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname = $1 OR nspname LIKE $2",
+    )
+    .bind(namespace.as_str())
+    .bind(&pattern)
+    .fetch_all(&mut conn)
     .await?;
+    for schema in schemas {
+        sqlx::query(AssertSqlSafe(format!(
+            r#"DROP SCHEMA IF EXISTS "{schema}" CASCADE"#
+        )))
+        .execute(&mut conn)
+        .await?;
+    }
     conn.close().await?;
     Ok(())
 }
