@@ -15,8 +15,8 @@ admin_url="${url%/*}/postgres"
 db="${url##*/}"
 db="${db%%\?*}"
 writers=8
-a_events=20000
-b_events=100000
+a_events="${BENCH_A_EVENTS:-20000}"
+b_events="${BENCH_B_EVENTS:-100000}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -43,8 +43,8 @@ INSERT INTO bench_plain.events ($columns) VALUES (1, pg_current_xact_id()::text:
 SQL
 cat >"$work/b.sql" <<SQL
 \set s random(1, 100)
-\set v random(1, 1000000)
-INSERT INTO bench_plain.events ($columns) SELECT 1, pg_current_xact_id()::text::bigint, :v + g, now(), 1, gen_random_uuid(), 'bench-b-' || :client_id || '-' || :s, 'RecordUpdated', E'$payload', E'$metadata', sha256('prev'), sha256(gen_random_uuid()::text::bytea) FROM generate_series(1, 10) AS g;
+\set v random(1, 9000000000000000000)
+INSERT INTO bench_plain.events ($columns) SELECT 1, pg_current_xact_id()::text::bigint, :v::bigint + g, now(), 1, gen_random_uuid(), 'bench-b-' || :client_id || '-' || :s, 'RecordUpdated', E'$payload', E'$metadata', sha256('prev'), sha256(gen_random_uuid()::text::bytea) FROM generate_series(1, 10) AS g;
 SQL
 
 # The cost of a NOTIFY inside the writing transaction (why the store sends it afterwards):
@@ -52,23 +52,30 @@ SQL
 { echo '\set n random(1, 9000000000000000000)'; echo 'BEGIN;'; sed -n 2p "$work/a.sql"; echo 'COMMIT;'; } >"$work/a_tx.sql"
 { echo '\set n random(1, 9000000000000000000)'; echo 'BEGIN;'; sed -n 2p "$work/a.sql"; echo 'NOTIFY bench_plain_events;'; echo 'COMMIT;'; } >"$work/a_notify.sql"
 
+# A plain table with the store's columns and a primary key; with "indexed", also the store's
+# other two unique indexes, to separate what the data costs from what the store's logic costs.
 reset_plain() {
+  local keys="PRIMARY KEY (pos)"
+  if [ "${1:-}" = indexed ]; then
+    keys="PRIMARY KEY (epoch, xid, pos), UNIQUE (stream_id, version), UNIQUE (event_id)"
+  fi
   psql "$url" -q <<SQL
+SET client_min_messages = warning;
 DROP SCHEMA IF EXISTS bench_plain CASCADE;
 CREATE SCHEMA bench_plain;
 CREATE TABLE bench_plain.events (
-    pos bigserial PRIMARY KEY, epoch bigint NOT NULL, xid bigint NOT NULL, version bigint NOT NULL,
+    pos bigserial, epoch bigint NOT NULL, xid bigint NOT NULL, version bigint NOT NULL,
     recorded_at timestamptz NOT NULL, schema_version integer NOT NULL, event_id uuid NOT NULL,
     stream_id text NOT NULL, event_type text NOT NULL, payload json NOT NULL, metadata json NOT NULL,
-    prev_hash bytea NOT NULL, hash bytea NOT NULL);
+    prev_hash bytea NOT NULL, hash bytea NOT NULL, $keys);
 CHECKPOINT;
 SQL
 }
 
-# pgbench SHAPE SCRIPT TRANSACTIONS EVENTS_PER_TRANSACTION -> "events/s p50_ms p99_ms"
+# pgbench SHAPE SCRIPT TRANSACTIONS EVENTS_PER_TRANSACTION [indexed] -> "events/s p50_ms p99_ms"
 run_pgbench() {
   local shape=$1 script=$2 transactions=$3 per=$4
-  reset_plain
+  reset_plain "${5:-}"
   rm -f "$work"/pgbench_log.*
   (cd "$work" && pgbench -n -M prepared -c "$writers" -j 2 -t $((transactions / writers)) \
       -l --log-prefix="$work/pgbench_log" -f "$script" "$url" >"$work/pgbench_$shape.out")
@@ -103,23 +110,28 @@ psql "$url" -Atc "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) 
 declare -A result
 say "shape A: $a_events events, one per append, $writers writers"
 result[pg_A]=$(run_pgbench A "$work/a.sql" "$a_events" 1)
+result[pgx_A]=$(run_pgbench A "$work/a.sql" "$a_events" 1 indexed)
 result[store_A]=$(run_store A)
 say "shape B: $b_events events, 10 per append, $writers writers"
 result[pg_B]=$(run_pgbench B "$work/b.sql" $((b_events / 10)) 10)
+result[pgx_B]=$(run_pgbench B "$work/b.sql" $((b_events / 10)) 10 indexed)
 result[store_B]=$(run_store B)
 say "NOTIFY inside the transaction: shape A rows in BEGIN/COMMIT, without and with NOTIFY"
 result[pg_tx]=$(run_pgbench tx "$work/a_tx.sql" "$a_events" 1)
 result[pg_notify]=$(run_pgbench notify "$work/a_notify.sql" "$a_events" 1)
-psql "$url" -qc "DROP SCHEMA IF EXISTS bench_plain CASCADE"
+psql "$url" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS bench_plain CASCADE"
 
 say "results (latency per append / per pgbench transaction)"
 printf '%-6s %-22s %14s %10s %10s\n' shape writer "events/s" "p50 ms" "p99 ms"
 for shape in A B; do
   read -r pe p50 p99 <<<"${result[pg_$shape]}"
+  read -r xe x50 x99 <<<"${result[pgx_$shape]}"
   read -r se s50 s99 <<<"${result[store_$shape]}"
   printf '%-6s %-22s %14s %10s %10s\n' "$shape" "pgbench, plain table" "$pe" "$p50" "$p99"
+  printf '%-6s %-22s %14s %10s %10s\n' "$shape" "  + the store's indexes" "$xe" "$x50" "$x99"
   printf '%-6s %-22s %14s %10s %10s\n' "$shape" "event store" "$se" "$s50" "$s99"
-  printf '%-6s %-22s %13s%%\n' "$shape" "store / pgbench" "$(awk -v s="$se" -v p="$pe" 'BEGIN {printf "%.0f", 100 * s / p}')"
+  printf '%-6s %-22s %13s%%\n' "$shape" "store / plain" "$(awk -v s="$se" -v p="$pe" 'BEGIN {printf "%.0f", 100 * s / p}')"
+  printf '%-6s %-22s %13s%%\n' "$shape" "store / indexed" "$(awk -v s="$se" -v p="$xe" 'BEGIN {printf "%.0f", 100 * s / p}')"
 done
 read -r te t50 t99 <<<"${result[pg_tx]}"
 read -r ne n50 n99 <<<"${result[pg_notify]}"

@@ -165,6 +165,19 @@ async fn migrate_tail_and_verify_work_end_to_end() {
         .await
         .unwrap();
 
+    // The feed hides events behind any older open transaction of the cluster (parallel tests
+    // share it): wait until both are visible before asking the CLI for them.
+    for _ in 0..300 {
+        let visible = store
+            .store()
+            .read_all(&pyairtable_eventstore::Position::START, 10)
+            .await
+            .unwrap();
+        if visible.events.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let tail = run(&["events", "tail", "--json", "--no-follow"]);
     assert!(tail.status.success(), "{tail:?}");
     let lines: Vec<serde_json::Value> = String::from_utf8(tail.stdout)

@@ -10,7 +10,19 @@ use serde::{Deserialize, Serialize};
 ///
 /// The variants are declared from least to most powerful, so `Ord` compares power:
 /// `Role::ReadOnly < Role::Commenter < Role::Editor < Role::Creator < Role::Owner`.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Copy,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Role {
     /// Sees the workspace's bases, nothing more (`read`).
@@ -87,7 +99,19 @@ pub struct InvalidRole {
 
 /// What an API token may be used for, with Airtable's scope names so that tokens created for
 /// Airtable clients keep their meaning.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Copy,
+    Clone,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum Scope {
     /// Read records (`data.records:read`).
     #[serde(rename = "data.records:read")]

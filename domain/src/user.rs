@@ -124,7 +124,9 @@ pub enum InvalidEmail {
 ///
 /// Deserialising re-runs [`Email::parse`], so a stored event can never smuggle in a malformed
 /// address; the price is that tightening these rules later needs an upcaster for old events.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
 

@@ -1,11 +1,12 @@
 //! Appending: one SQL statement per attempt, typed conflicts, idempotent retries.
 //!
-//! The fast path is a single prepared statement: look up each stream's head, check every
-//! expected version, chain the hashes (a recursive CTE over each write's events) and insert,
-//! or insert nothing and return the first failing write. A statement rather than a PL/pgSQL
-//! function because it costs markedly less server time per append (measured: ~200 µs against
-//! ~300 µs). The slow paths (a conflict, an event id already stored) call `replay_append` to
-//! tell a retried append from a real conflict.
+//! An append is one prepared statement: look up each stream's head, check every expected
+//! version, chain the hashes and insert, or insert nothing and return the first failing write.
+//! One event to one stream (the commonest command) takes a leaner INSERT ... SELECT first.
+//! Statements rather than a PL/pgSQL function because they cost the server markedly less per
+//! append (measured: ~255 µs general, ~185 µs single event, ~300 µs as a function, against
+//! ~100 µs for a bare insert into a plain table). The slow paths (a conflict, an event id
+//! already stored) call `replay_append` to tell a retried append from a real conflict.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Postgres, Row};
 use tracing::instrument;
 use uuid::Uuid;
 
+use crate::conns;
 use crate::envelope::{
     AppendResult, AppendedEvent, ExpectedVersion, Metadata, NewEvent, StreamWrite,
 };
@@ -108,6 +110,36 @@ SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, c.idx::integer, c.head
   FROM conflict AS c
 "#;
 
+/// The fast path for the commonest append, one event to one stream: a plain INSERT ... SELECT,
+/// which costs the server markedly less than the general statement's CTEs (measured ~185 µs
+/// against ~255 µs). It inserts only when the expected version and the feed-order guard hold
+/// and returns no row otherwise; the general statement then reports why.
+///
+/// Parameters: `$1` stream, `$2` expected version (as in `APPEND_SQL`), `$3` event id, `$4`
+/// type, `$5` schema version, `$6` payload JSON text, `$7` content digest, `$8` metadata JSON.
+const SINGLE_SQL: &str = r#"
+INSERT INTO "NS".events AS e (epoch, xid, pos, version, recorded_at, schema_version, event_id,
+                              stream_id, event_type, payload, metadata, prev_hash, hash)
+SELECT s.epoch, pg_current_xact_id()::text::bigint, nextval('"NS".events_pos_seq'),
+       coalesce(h.version, 0) + 1, now(), $5::integer, $3::uuid, $1::text, $4::text,
+       $6::text::json, $8::text::json,
+       coalesce(h.hash, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea),
+       sha256(coalesce(h.hash, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+              || int8send(coalesce(h.version, 0) + 1)
+              || int8send((extract(epoch FROM now()) * 1000000)::bigint)
+              || $7::bytea)
+  FROM "NS".store_epoch AS s
+  LEFT JOIN LATERAL (
+        SELECT x.version, x.hash, x.epoch, x.xid FROM "NS".events AS x
+         WHERE x.stream_id = $1::text
+         ORDER BY x.version DESC
+         LIMIT 1) AS h ON true
+ WHERE ($2::bigint IS NULL OR coalesce(h.version, 0) = $2::bigint)
+   AND NOT coalesce((h.epoch, h.xid) > (s.epoch, pg_current_xact_id()::text::bigint), false)
+RETURNING e.event_id, e.stream_id, e.version, e.epoch, e.xid, e.pos, e.recorded_at,
+          NULL::integer AS conflict_write, NULL::bigint AS conflict_actual
+"#;
+
 /// Rows of an append that was already made, or nothing (see `replay_append` in the migration).
 const REPLAY_SQL: &str = r#"
 SELECT r.out_event_id AS event_id, r.out_stream_id AS stream_id, r.out_version AS version,
@@ -118,6 +150,7 @@ SELECT r.out_event_id AS event_id, r.out_stream_id AS stream_id, r.out_version A
 /// The namespace's append and replay statements.
 pub(crate) struct AppendStatements {
     append: Arc<str>,
+    single: Arc<str>,
     replay: Arc<str>,
 }
 
@@ -127,6 +160,7 @@ impl AppendStatements {
         let quoted = format!("\"{namespace}\"");
         Self {
             append: Arc::from(APPEND_SQL.replace("\"NS\"", &quoted)),
+            single: Arc::from(SINGLE_SQL.replace("\"NS\"", &quoted)),
             replay: Arc::from(REPLAY_SQL.replace("\"NS\"", &quoted)),
         }
     }
@@ -228,18 +262,53 @@ impl EventStore {
         metadata: &Metadata,
     ) -> Result<Vec<AppendResult>, StoreError> {
         let prepared = PreparedAppend::new(writes, metadata, &self.inner.config)?;
+        let mut lease = self.inner.appenders.lease().await?;
+        let mut intact = true;
+        let results = self
+            .append_attempts(lease.conn(), &prepared, &mut intact)
+            .await;
+        lease.release(intact);
+        let results = results?;
+        if results.iter().any(|r| !r.deduplicated) {
+            self.notify_appended();
+        }
+        Ok(results)
+    }
+
+    /// Runs the append statement on `conn` until it appends, conflicts or fails for good;
+    /// `intact` ends false if the connection must not be reused.
+    async fn append_attempts(
+        &self,
+        conn: &mut PgConnection,
+        prepared: &PreparedAppend,
+        intact: &mut bool,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        let mut fast = true;
         for attempt in 1..=MAX_APPEND_ATTEMPTS {
-            let outcome = self
-                .append_query(&prepared)
-                .fetch_all(&self.inner.pool)
-                .await;
+            let outcome = match self.single_query(prepared).filter(|_| fast) {
+                Some(query) => query
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map(|row| row.map(|r| vec![r])),
+                None => self
+                    .append_query(prepared)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map(Some),
+            };
+            *intact = conns::intact(&outcome);
             let outcome = match outcome {
-                Ok(rows) => decode_attempt(&rows)?,
+                // The fast path refused: the general statement tells why (or appends, if the
+                // stream moved on meanwhile to where the caller expected).
+                Ok(None) => {
+                    fast = false;
+                    continue;
+                }
+                Ok(Some(rows)) => decode_attempt(&rows)?,
                 Err(err) => match after_error(err) {
                     AfterError::Fail(err) => return Err(err),
                     AfterError::IdStored => {
-                        let mut conn = self.inner.pool.acquire().await?;
-                        if let Some(results) = self.replay(&mut conn, &prepared).await? {
+                        if let Some(results) = self.replay(conn, prepared, intact).await? {
                             return Ok(results);
                         }
                         // The id was stored by a writer that then rolled back: go again.
@@ -254,21 +323,16 @@ impl EventStore {
                 },
             };
             return match outcome {
-                Attempt::Appended(rows) => {
-                    let results = group_results(&prepared, rows, false)?;
-                    self.notify_appended();
-                    Ok(results)
-                }
+                Attempt::Appended(rows) => group_results(prepared, rows, false),
                 Attempt::Conflict { index, actual } => {
-                    let mut conn = self.inner.pool.acquire().await?;
-                    match self.replay(&mut conn, &prepared).await? {
+                    match self.replay(conn, prepared, intact).await? {
                         Some(results) => Ok(results),
-                        None => Err(conflict(&prepared, index, actual)),
+                        None => Err(conflict(prepared, index, actual)),
                     }
                 }
             };
         }
-        Err(self.conflict_after_lost_race(&prepared).await)
+        Err(self.conflict_after_lost_race(prepared).await)
     }
 
     /// Appends inside the caller's transaction on `conn`, for callers that must write other
@@ -293,7 +357,7 @@ impl EventStore {
     ) -> Result<Vec<AppendResult>, StoreError> {
         let prepared = PreparedAppend::new(writes, metadata, &self.inner.config)?;
         // Checked up front: a unique violation would abort the caller's transaction.
-        if let Some(results) = self.replay(conn, &prepared).await? {
+        if let Some(results) = self.replay(conn, &prepared, &mut true).await? {
             return Ok(results);
         }
         match self.append_query(&prepared).fetch_all(&mut *conn).await {
@@ -335,12 +399,42 @@ impl EventStore {
             .bind(&prepared.metadata)
     }
 
+    /// The fast-path statement, when the append is one event to one stream.
+    fn single_query<'q>(
+        &self,
+        prepared: &'q PreparedAppend,
+    ) -> Option<Query<'q, Postgres, PgArguments>> {
+        let ([stream], [expected], [event_id], [event_type], [schema_version], [payload], [digest]) = (
+            prepared.streams.as_slice(),
+            prepared.expected_sql.as_slice(),
+            prepared.event_ids.as_slice(),
+            prepared.types.as_slice(),
+            prepared.schema_versions.as_slice(),
+            prepared.payloads.as_slice(),
+            prepared.digests.as_slice(),
+        ) else {
+            return None;
+        };
+        Some(
+            sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.statements.single)))
+                .bind(stream)
+                .bind(*expected)
+                .bind(*event_id)
+                .bind(event_type)
+                .bind(*schema_version)
+                .bind(payload)
+                .bind(digest)
+                .bind(&prepared.metadata),
+        )
+    }
+
     /// The results of an identical earlier append when every id is stored as it; `None` when
     /// no id is stored.
     async fn replay(
         &self,
         conn: &mut PgConnection,
         prepared: &PreparedAppend,
+        intact: &mut bool,
     ) -> Result<Option<Vec<AppendResult>>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.statements.replay)))
             .bind(&prepared.streams)
@@ -348,6 +442,7 @@ impl EventStore {
             .bind(&prepared.event_ids)
             .fetch_all(&mut *conn)
             .await;
+        *intact = conns::intact(&rows);
         let rows = match rows {
             Ok(rows) => rows,
             Err(err) => return Err(replay_error(err)),

@@ -15,6 +15,7 @@
 
 mod append;
 mod config;
+mod conns;
 mod diagnostics;
 mod envelope;
 mod error;

@@ -11,6 +11,7 @@ use tracing::instrument;
 
 use crate::append::AppendStatements;
 use crate::config::StoreConfig;
+use crate::conns::AppendConnections;
 use crate::envelope::{Direction, FeedBatch, RecordedEvent, Snapshot};
 use crate::error::StoreError;
 use crate::feed;
@@ -53,6 +54,8 @@ pub(crate) struct Inner {
     pub(crate) config: StoreConfig,
     /// The append statements, with the namespace's tables qualified.
     pub(crate) statements: AppendStatements,
+    /// Connections appends run on (see `conns`).
+    pub(crate) appenders: AppendConnections,
     /// Bumped after every local commit and every NOTIFY received; subscribers wait on it.
     pub(crate) feed_signal: Arc<watch::Sender<u64>>,
     /// Wakes the task that sends the coalesced NOTIFY.
@@ -93,9 +96,17 @@ impl EventStore {
         if options.get_application_name().is_none() {
             options = options.application_name("pyairtable-eventstore");
         }
+        let appenders = AppendConnections::new(
+            options.clone(),
+            config.max_connections,
+            config.acquire_timeout,
+        );
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.max(2))
             .acquire_timeout(config.acquire_timeout)
+            // The default pings every connection on checkout: one more round trip per append.
+            // A dead connection fails its query instead, and the pool replaces it.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
 
@@ -123,6 +134,7 @@ impl EventStore {
         let store = Self {
             inner: Arc::new(Inner {
                 statements: AppendStatements::new(&config.namespace),
+                appenders,
                 pool,
                 config,
                 feed_signal: Arc::new(signal),
@@ -141,6 +153,13 @@ impl EventStore {
             store.check_epoch().await?;
         }
         Ok(store)
+    }
+
+    /// Closes the store's connections: the pool, and the connections appends run on. Later
+    /// calls fail with [`StoreError::Database`].
+    pub async fn close(&self) {
+        self.inner.appenders.close().await;
+        self.inner.pool.close().await;
     }
 
     /// The connection pool (its connections have the namespace on their search_path).

@@ -194,7 +194,8 @@ async fn drop_redis_keys(namespace: &Namespace) {
             return;
         };
         if !keys.is_empty() {
-            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+            let _: redis::RedisResult<()> =
+                redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
         }
         if next == 0 {
             return;

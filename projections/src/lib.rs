@@ -18,6 +18,7 @@ pub mod error;
 pub mod names;
 pub mod queries;
 pub mod rebuild;
+mod records_batch;
 pub mod redis_models;
 pub mod relay;
 pub mod runtime;

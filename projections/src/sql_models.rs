@@ -100,7 +100,7 @@ pub(crate) fn actor_json(event: &RecordedEvent) -> Value {
     serde_json::to_value(&event.metadata.actor).unwrap_or(Value::Null)
 }
 
-fn version_i64(event: &RecordedEvent) -> i64 {
+pub(crate) fn version_i64(event: &RecordedEvent) -> i64 {
     i64::try_from(event.version).unwrap_or(i64::MAX)
 }
 
@@ -123,8 +123,10 @@ pub(crate) fn cell_changes(p: &Payload<'_>) -> Result<CellChanges> {
     let mut fields = Vec::new();
     let mut changes = Map::new();
     for change in p.array("changes")? {
+        // The domain's `CellChange` serialises as `fieldId`; `field_id` is accepted too.
         let field = change
-            .get("field_id")
+            .get("fieldId")
+            .or_else(|| change.get("field_id"))
             .and_then(Value::as_str)
             .ok_or_else(|| p.bad("a change has no field_id"))?;
         let new = change.get("new").cloned().unwrap_or(Value::Null);
@@ -165,7 +167,9 @@ pub async fn apply_sql(
     }
 }
 
-/// Applies a run of events, using one multi-row statement where the projection allows it.
+/// Applies a run of events, using multi-row statements where the projection allows it
+/// (`audit_log`: one insert; `records`: the batch folded in memory, then one upsert and one
+/// insert; `directory`: event by event).
 ///
 /// # Errors
 /// As [`apply_sql`]; on error nothing is known about which event failed (the caller retries
@@ -177,8 +181,13 @@ pub async fn apply_sql_batch(
     generation: i32,
     events: &[RecordedEvent],
 ) -> Result<()> {
-    if projection == "audit_log" {
-        return audit_log(conn, names, generation, events).await;
+    match projection {
+        "audit_log" => return audit_log(conn, names, generation, events).await,
+        "records" => {
+            return crate::records_batch::apply_records_batch(conn, names, generation, events)
+                .await;
+        }
+        _ => {}
     }
     for event in events {
         apply_sql(projection, conn, names, generation, event).await?;

@@ -201,7 +201,19 @@ async fn subscriptions_wake_at_once_on_local_and_remote_commits() -> anyhow::Res
             .await?
     );
     drop(feed);
-    other.pool().close().await;
+    other.close().await;
+    let closed = other
+        .append(
+            &stream("rec-closed"),
+            ExpectedVersion::Any,
+            events(2..3),
+            &meta(),
+        )
+        .await;
+    assert!(
+        matches!(closed, Err(pyairtable_eventstore::StoreError::Database(_))),
+        "{closed:?}"
+    );
     test.cleanup().await?;
     Ok(())
 }
@@ -266,7 +278,7 @@ async fn a_restore_into_another_cluster_starts_a_new_epoch_after_the_old_one() -
     assert!(reports.iter().all(|r| r.is_intact()), "{reports:?}");
     let streams: HashSet<&str> = reports.iter().map(|r| r.stream.as_str()).collect();
     assert_eq!(streams, HashSet::from(["rec-old", "rec-new"]));
-    restarted.pool().close().await;
+    restarted.close().await;
     test.cleanup().await?;
     Ok(())
 }

@@ -62,6 +62,26 @@ async fn verify_reports_the_first_row_altered_behind_the_stores_back() -> anyhow
     )
     .await?;
 
+    // One event per append takes the single-event statement; its links must match too.
+    let single = stream("rec-single");
+    for n in 0..3 {
+        let expected = if n == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(n)
+        };
+        test.append(&single, expected, events(n..n + 1), &meta())
+            .await?;
+    }
+    let report = test.verify_stream(&single).await?;
+    assert!(
+        report.is_intact() && report.events_checked == 3,
+        "{report:?}"
+    );
+    sqlx::query("DELETE FROM events WHERE stream_id = 'rec-single'")
+        .execute(test.pool())
+        .await?;
+
     let intact = test.verify_stream(&stream("rec-intact")).await?;
     assert!(intact.is_intact(), "{intact:?}");
     assert_eq!(intact.events_checked, 7);
