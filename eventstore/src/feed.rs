@@ -2,8 +2,8 @@
 //! LISTEN/NOTIFY plumbing that wakes them.
 //!
 //! A NOTIFY inside the append transaction would take Postgres' global notify lock at every
-//! commit and serialise commits (measured: about a third of the append rate, see
-//! `docs/benchmarks.md`). Instead each append, after it commits, pokes a background task that
+//! commit and serialise commits (measured: it cost pgbench a quarter to two thirds of its
+//! single-row insert rate, see `docs/benchmarks.md`). Instead each append, after it commits, pokes a background task that
 //! sends one NOTIFY for however many commits happened meanwhile (at most one per
 //! [`crate::StoreConfig::notify_interval`]), on its own connection with
 //! `synchronous_commit = off`.
