@@ -6,64 +6,11 @@
 
 mod rest_support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use pyairtable_eventstore::testkit::TestStore;
-use rest_support::{ALL_SCOPES, account, serve};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-fn run(command: &mut Command, what: &str) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-/// A virtualenv under the target directory with the pinned client installed (reused when the
-/// requirements have not changed).
-fn python_env() -> PathBuf {
-    let requirements = repo().join("clients/python/requirements.txt");
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pyairtable-client-venv");
-    let python = venv.join("bin/python");
-    let stamp = venv.join("requirements.stamp");
-    let wanted = std::fs::read_to_string(&requirements).expect("requirements.txt");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        let _ = std::fs::remove_dir_all(&venv);
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "python3 -m venv",
-        );
-        run(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "-r",
-                ])
-                .arg(&requirements),
-            "pip install -r clients/python/requirements.txt",
-        );
-        std::fs::write(&stamp, &wanted).expect("write stamp");
-    }
-    python
-}
+use rest_support::{ALL_SCOPES, account, python_env, repo, run_ok as run, serve};
 
 /// `npm ci` in clients/node (exactly the locked versions).
 fn node_env() -> PathBuf {

@@ -151,3 +151,77 @@ pub fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// The repository root.
+pub fn repo() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Runs a command and fails the test with its output when it does not succeed.
+pub fn run_ok(command: &mut Command, what: &str) -> std::process::Output {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A virtualenv under the target directory with the pinned `pyairtable` client installed
+/// (reused while clients/python/requirements.txt is unchanged). Test binaries run in parallel
+/// processes, so the install is guarded by a lock directory (`create_dir` is atomic).
+pub fn python_env() -> std::path::PathBuf {
+    let requirements = repo().join("clients/python/requirements.txt");
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let venv = tmp.join("pyairtable-client-venv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join("requirements.stamp");
+    let wanted = std::fs::read_to_string(&requirements).expect("requirements.txt");
+    let lock = tmp.join("pyairtable-client-venv.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while std::fs::create_dir(&lock).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "another test held {} for 10 minutes",
+            lock.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    struct Unlock(std::path::PathBuf);
+    impl Drop for Unlock {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _unlock = Unlock(lock);
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&venv);
+        run_ok(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv",
+        );
+        run_ok(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-r",
+                ])
+                .arg(&requirements),
+            "pip install -r clients/python/requirements.txt",
+        );
+        std::fs::write(&stamp, &wanted).expect("write stamp");
+    }
+    python
+}
