@@ -8,57 +8,8 @@ use std::collections::BTreeSet;
 
 use pyairtable_eventstore::testkit::TestStore;
 use reqwest::{Method, StatusCode};
-use rest_support::{ALL_SCOPES, Server, account, http, serve, token};
+use rest_support::{ALL_SCOPES, Api, account, http, serve, token};
 use serde_json::{Value, json};
-
-struct Api {
-    client: reqwest::Client,
-    base_url: String,
-    token: String,
-}
-
-impl Api {
-    fn new(server: &Server, token: &str) -> Self {
-        Self {
-            client: http(),
-            base_url: format!("{}/v0", server.base_url),
-            token: token.to_owned(),
-        }
-    }
-
-    fn with_token(&self, token: &str) -> Self {
-        Self {
-            client: self.client.clone(),
-            base_url: self.base_url.clone(),
-            token: token.to_owned(),
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base_url))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("send");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, body)
-    }
-
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.call(Method::GET, path, None).await
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (status, body) = self.call(method.clone(), path, body).await;
-        assert_eq!(status, StatusCode::OK, "{method} {path}: {body}");
-        body
-    }
-}
 
 fn set<S: AsRef<str>>(items: &[S]) -> BTreeSet<String> {
     items.iter().map(|s| s.as_ref().to_owned()).collect()

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use pyairtable_api::webhooks::delivery::{MAC_HEADER, sign};
 use pyairtable_eventstore::testkit::TestStore;
 use reqwest::{Method, StatusCode};
-use rest_support::{ALL_SCOPES, Server, account, http, serve, token};
+use rest_support::{ALL_SCOPES, Api, account, serve, token};
 use serde_json::{Value, json};
 
 /// Environment that makes delivery fast enough for a test.
@@ -30,43 +30,6 @@ const FAST: &[(&str, &str)] = &[
     ("PYAIRTABLE_WEBHOOK_MAX_RETRIES", "2"),
     ("PYAIRTABLE_WEBHOOK_POLL_MS", "200"),
 ];
-
-struct Api {
-    client: reqwest::Client,
-    base_url: String,
-    token: String,
-}
-
-impl Api {
-    fn new(server: &Server, token: &str) -> Self {
-        Self {
-            client: http(),
-            base_url: format!("{}/v0", server.base_url),
-            token: token.to_owned(),
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base_url))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("send");
-        let status = response.status();
-        let text = response.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, body)
-    }
-
-    async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
-        let (status, body) = self.call(method.clone(), path, body).await;
-        assert_eq!(status, StatusCode::OK, "{method} {path}: {body}");
-        body
-    }
-}
 
 fn error_type(body: &Value) -> &str {
     body["error"]["type"]

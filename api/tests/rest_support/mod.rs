@@ -225,3 +225,66 @@ pub fn python_env() -> std::path::PathBuf {
     }
     python
 }
+
+/// A bearer-authenticated client of the REST API under `/v0`.
+pub struct Api {
+    /// The HTTP client.
+    pub client: reqwest::Client,
+    /// `http://…/v0`.
+    pub base_url: String,
+    /// The bearer token.
+    pub token: String,
+}
+
+impl Api {
+    pub fn new(server: &Server, token: &str) -> Self {
+        Self {
+            client: http(),
+            base_url: format!("{}/v0", server.base_url),
+            token: token.to_owned(),
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            client: self.client.clone(),
+            base_url: self.base_url.clone(),
+            token: token.to_owned(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base_url))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("send");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, body)
+    }
+
+    pub async fn get(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let (status, body) = self.call(method.clone(), path, body).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "{method} {path}: {body}");
+        body
+    }
+}
