@@ -337,6 +337,8 @@ impl EventStore {
 
     /// Appends inside the caller's transaction on `conn`, for callers that must write other
     /// rows atomically with the events. `conn` may be any connection to the store's database.
+    /// The append must be the transaction's first write, and its only append: write the other
+    /// rows after it ([`StoreError::AppendAfterOtherWrites`] otherwise).
     ///
     /// Unlike [`EventStore::append_many`] it cannot retry: a lost race aborts the caller's
     /// transaction and is reported as [`StoreError::Conflict`]. So is an append to a stream
@@ -356,6 +358,15 @@ impl EventStore {
         metadata: &Metadata,
     ) -> Result<Vec<AppendResult>, StoreError> {
         let prepared = PreparedAppend::new(writes, metadata, &self.inner.config)?;
+        // The feed's horizon only waits for transactions that hold the events table's write
+        // lock, which an INSERT takes before it gives its transaction an id; a transaction
+        // that got its id from an earlier write could commit events the feed has moved past.
+        let fresh: bool = sqlx::query_scalar("SELECT pg_current_xact_id_if_assigned() IS NULL")
+            .fetch_one(&mut *conn)
+            .await?;
+        if !fresh {
+            return Err(StoreError::AppendAfterOtherWrites);
+        }
         // Checked up front: a unique violation would abort the caller's transaction.
         if let Some(results) = self.replay(conn, &prepared, &mut true).await? {
             return Ok(results);

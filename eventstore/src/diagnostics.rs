@@ -63,7 +63,7 @@ impl EventStore {
         let pool = self.pool();
         let row = sqlx::query(
             "SELECT (SELECT s.epoch FROM store_epoch AS s) AS epoch,
-                    pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon",
+                    feed_horizon(pg_current_snapshot()) AS horizon",
         )
         .fetch_one(pool)
         .await?;
@@ -84,7 +84,7 @@ impl EventStore {
             "SELECT count(*) FROM (
                 SELECT 1 FROM events AS e
                  WHERE (e.epoch, e.xid) >= ((SELECT s.epoch FROM store_epoch AS s),
-                                           pg_snapshot_xmin(pg_current_snapshot())::text::bigint)
+                                           (SELECT feed_horizon(pg_current_snapshot())))
                  LIMIT $1) AS held",
         )
         .bind(HELD_BACK_COUNT_CAP)
@@ -100,6 +100,13 @@ impl EventStore {
                        age(a.backend_xid) AS xid_age
                   FROM pg_stat_activity AS a
                  WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid()
+                   -- Only event writers hold the feed back (migrations/0050_feed_horizon.sql).
+                   AND a.pid IN (
+                       SELECT l.pid FROM pg_locks AS l
+                        WHERE l.locktype = 'relation' AND l.relation = 'events'::regclass
+                          AND l.mode = 'RowExclusiveLock'
+                          AND l.database = (SELECT d.oid FROM pg_database AS d
+                                             WHERE d.datname = current_database()))
                 UNION ALL
                 SELECT NULL, 'prepared', p.transaction::text::bigint, p.database::text, p.gid, '',
                        extract(epoch FROM clock_timestamp() - p.prepared)::float8,

@@ -122,6 +122,14 @@ pub enum StoreError {
         stored_version: u64,
     },
 
+    /// [`crate::EventStore::append_many_in`] was called in a transaction that had already
+    /// written: the feed could not tell it is an event writer (see
+    /// migrations/0050_feed_horizon.sql), so the append is refused and nothing is written.
+    #[error(
+        "events must be the first thing a transaction writes: append before the transaction's other writes"
+    )]
+    AppendAfterOtherWrites,
+
     /// Some, but not all, of an append's event ids are already stored.
     #[error("{stored} of the {total} events of the append are already stored; {missing} is not")]
     PartialDuplicate {
@@ -183,6 +191,7 @@ impl StoreError {
             | Self::DuplicateStreamInBatch { .. }
             | Self::DuplicateEventId { .. }
             | Self::PartialDuplicate { .. }
+            | Self::AppendAfterOtherWrites
             | Self::InvalidPosition { .. }
             | Self::SnapshotVersion { .. } => ErrorKind::Rejected,
         }

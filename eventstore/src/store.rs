@@ -28,13 +28,15 @@ macro_rules! event_columns {
     };
 }
 
-/// `(current epoch, oldest running transaction id)`: rows whose `(epoch, xid)` sort below it
+/// `(current epoch, oldest running event writer)`: rows whose `(epoch, xid)` sort below it
 /// are final. Rows of an older epoch are all final; in the current epoch, a transaction older
-/// than every running one can no longer add rows.
+/// than every running transaction that writes events can no longer add rows (see
+/// `feed_horizon` in migrations/0050_feed_horizon.sql). A subquery, so the function runs
+/// once per statement and sees the statement's snapshot.
 macro_rules! horizon {
     () => {
         "((SELECT s.epoch FROM store_epoch AS s), \
-          pg_snapshot_xmin(pg_current_snapshot())::text::bigint)"
+          (SELECT feed_horizon(pg_current_snapshot())))"
     };
 }
 

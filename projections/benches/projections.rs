@@ -374,6 +374,14 @@ async fn bench_rebuild(events: usize) -> Result<()> {
                 if rate >= REBUILD_TARGET { "PASS" } else { "FAIL" },
                 load_average()
             );
+            let t = report.timings;
+            println!(
+                "  {name}: waiting for reads {:.1} s, applying {:.1} s, records out + indexes {:.1} s, switch {:.1} s",
+                t.reading.as_secs_f64(),
+                t.applying.as_secs_f64(),
+                t.indexing.as_secs_f64(),
+                t.switching.as_secs_f64()
+            );
             ensure!(report.events == loaded, "{name} replayed {} of {loaded}", report.events);
             ensure!(report.parked == 0, "{name} parked {} events", report.parked);
             figures.push((name, rate));

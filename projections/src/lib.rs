@@ -14,6 +14,7 @@
 //! See docs/adr/0005-relay-and-projections.md for the design and docs/operations.md for the
 //! runbook.
 
+mod copy;
 pub mod error;
 pub mod names;
 pub mod queries;
@@ -27,7 +28,7 @@ pub mod sql_models;
 pub use error::{ProjectionError, Result};
 pub use names::Names;
 pub use queries::{RM_TABLES, SqlReadModels};
-pub use rebuild::{RebuildPhase, RebuildProgress, RebuildReport};
+pub use rebuild::{RebuildPhase, RebuildProgress, RebuildReport, RebuildTimings};
 pub use redis_models::{REDIS_PROJECTION, RedisReadModels};
 pub use relay::{Relay, RelayConfig, RelayStatus};
 pub use runtime::{

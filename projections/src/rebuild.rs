@@ -16,15 +16,14 @@ use sqlx::{AssertSqlSafe, PgConnection};
 use tracing::info;
 
 use crate::error::{ProjectionError, Result};
+use crate::names::aggregate_kind;
+use crate::records_batch::{self, BulkRecords};
 use crate::redis_models::{self, Applied, REDIS_PROJECTION};
 use crate::relay::parse_position;
 use crate::runtime::{
     Backend, FailurePolicy, Projections, apply_sql_in_tx, backend_of, redis_ops_until_failure,
+    write_checkpoint,
 };
-
-/// Events read from the store per rebuild batch: the most one read returns. Large batches
-/// let the set-based handlers write thousands of rows per statement.
-const REBUILD_BATCH: usize = pyairtable_eventstore::MAX_READ;
 
 const SWITCH_SCRIPT: &str = r"
 local cur = redis.call('GET', ARGV[1])
@@ -78,8 +77,24 @@ pub struct RebuildReport {
     pub events: u64,
     /// Events parked during the replay.
     pub parked: u64,
+    /// Where the time went (SQL projections; zero for Redis).
+    pub timings: RebuildTimings,
     /// How long it took.
     pub elapsed: Duration,
+}
+
+/// Where a rebuild's time went, for tuning and for the operator.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RebuildTimings {
+    /// Waiting for the next batch from the event store (reads overlap the apply; this is
+    /// only the part they did not hide).
+    pub reading: Duration,
+    /// Folding batches and writing them to the shadow.
+    pub applying: Duration,
+    /// Writing out the records held in memory and building the deferred indexes.
+    pub indexing: Duration,
+    /// The switch: the last events under the lock, and re-pointing the views.
+    pub switching: Duration,
 }
 
 struct Meter {
@@ -211,7 +226,32 @@ impl Projections {
         .execute(pool)
         .await
         .map_err(ProjectionError::pg("creating the shadow checkpoint"))?;
-        info!(projection = name, generation, "rebuild starts");
+        // Indexes are built once at the end rather than maintained row by row. The revisions
+        // table is only appended to, so even its primary key can wait; `records` keeps its
+        // key, which the bulk fold's spills and the live path's upserts name.
+        let deferred: i32 = sqlx::query_scalar("SELECT rm_defer_indexes($1, $2, $3, $4)")
+            .bind(&schema)
+            .bind(name)
+            .bind(generation)
+            .bind(["record_revisions"])
+            .fetch_one(pool)
+            .await
+            .map_err(ProjectionError::pg("deferring the shadow's indexes"))?;
+        let mut bulk = (name == "records" && self.inner.config.bulk_rebuild).then(|| {
+            BulkRecords::new(
+                pool,
+                &self.inner.names,
+                generation,
+                self.inner.config.rebuild_cache_rows,
+            )
+        });
+        info!(
+            projection = name,
+            generation,
+            deferred,
+            bulk = bulk.is_some(),
+            "rebuild starts"
+        );
 
         let mut meter = Meter {
             projection: name.to_owned(),
@@ -223,17 +263,35 @@ impl Projections {
         progress(&meter.report(RebuildPhase::Replaying));
         let mut checkpoint = Position::START;
         let mut parked = 0;
+        let mut indexed = deferred == 0;
         // The next batch is read (and decoded, on another worker thread) while this one is
         // applied: the store read and the apply each take a similar share of the time.
         let mut next = self.prefetch(checkpoint);
+        let mut timings = RebuildTimings::default();
         loop {
+            let waited = Instant::now();
             let batch = next
                 .await
                 .map_err(|e| ProjectionError::Malformed(format!("rebuild read task: {e}")))??;
+            timings.reading += waited.elapsed();
             if batch.events.is_empty() {
-                break;
+                if indexed {
+                    break;
+                }
+                let indexing = Instant::now();
+                // The log is replayed: write out what the bulk fold holds, build the indexes,
+                // then replay what was written meanwhile through the live path (it needs them).
+                if let Some(mut b) = bulk.take() {
+                    b.spill().await?;
+                }
+                self.restore_indexes(name, generation).await?;
+                timings.indexing = indexing.elapsed();
+                indexed = true;
+                next = self.prefetch(checkpoint);
+                continue;
             }
             next = self.prefetch(batch.next);
+            let applying = Instant::now();
             let mut tx = pool
                 .begin()
                 .await
@@ -245,12 +303,20 @@ impl Projections {
                 .execute(&mut *tx)
                 .await
                 .map_err(ProjectionError::pg("setting up a rebuild batch"))?;
-            let (reached, p) = self
-                .apply_replay(&mut tx, name, generation, checkpoint, &batch.events)
-                .await?;
+            let (reached, p) = match bulk.as_mut() {
+                Some(b) => {
+                    self.apply_bulk(&mut tx, b, name, generation, &batch.events)
+                        .await?
+                }
+                None => {
+                    self.apply_replay(&mut tx, name, generation, checkpoint, &batch.events)
+                        .await?
+                }
+            };
             tx.commit()
                 .await
                 .map_err(ProjectionError::pg("committing a rebuild batch"))?;
+            timings.applying += applying.elapsed();
             parked += p;
             meter.done += batch.events.len() as u64;
             if reached != batch.next {
@@ -264,6 +330,7 @@ impl Projections {
 
         // The switch: live workers wait on the row lock, the last events go in, the views move.
         progress(&meter.report(RebuildPhase::Switching));
+        let switching = Instant::now();
         let mut tx = pool
             .begin()
             .await
@@ -279,7 +346,7 @@ impl Projections {
             let batch = self
                 .inner
                 .store
-                .read_all(&checkpoint, REBUILD_BATCH)
+                .read_all(&checkpoint, self.inner.config.rebuild_batch.max(1))
                 .await?;
             if batch.events.is_empty() {
                 break;
@@ -312,6 +379,7 @@ impl Projections {
         tx.commit()
             .await
             .map_err(ProjectionError::pg("committing the switch"))?;
+        timings.switching = switching.elapsed();
         self.inner.progress.notify_waiters();
 
         if old != generation {
@@ -343,8 +411,119 @@ impl Projections {
             generation: i64::from(generation),
             events: meter.done,
             parked,
+            timings,
             elapsed: meter.started.elapsed(),
         })
+    }
+
+    /// Applies a replayed batch to the bulk fold of `records`, parking the events it cannot
+    /// read per the policy, and moves the shadow's checkpoint. Returns the position reached
+    /// and the number parked.
+    async fn apply_bulk(
+        &self,
+        tx: &mut PgConnection,
+        bulk: &mut BulkRecords,
+        name: &str,
+        generation: i32,
+        events: &[RecordedEvent],
+    ) -> Result<(Position, u64)> {
+        let mut parsed = Vec::with_capacity(events.len());
+        let mut parked = 0;
+        for event in events
+            .iter()
+            .filter(|e| aggregate_kind(&e.stream_id) == "record")
+        {
+            match records_batch::parse(event) {
+                Ok(p) => parsed.push(p),
+                Err(error) => {
+                    self.park_during_rebuild(tx, name, event, &error).await?;
+                    parked += 1;
+                }
+            }
+        }
+        bulk.apply(tx, &parsed).await?;
+        let Some(last) = events.last() else {
+            return Ok((Position::START, parked));
+        };
+        write_checkpoint(
+            tx,
+            name,
+            generation,
+            last.position,
+            events.len(),
+            Some(last.recorded_at),
+        )
+        .await?;
+        Ok((last.position, parked))
+    }
+
+    /// Builds the indexes `rm_defer_indexes` dropped from a shadow generation, two at a time
+    /// (one per core here; PostgreSQL builds a b-tree with parallel workers of its own).
+    async fn restore_indexes(&self, name: &str, generation: i32) -> Result<()> {
+        let pool = self.inner.store.pool();
+        let started = Instant::now();
+        let ddl: Vec<String> = sqlx::query_scalar(
+            "SELECT ddl FROM rm_deferred_indexes WHERE projection = $1 AND generation = $2
+              ORDER BY ord",
+        )
+        .bind(name)
+        .bind(generation)
+        .fetch_all(pool)
+        .await
+        .map_err(ProjectionError::pg("reading the deferred indexes"))?;
+        let queue = std::sync::Mutex::new(ddl.iter());
+        let build = || async {
+            let mut conn = pool
+                .acquire()
+                .await
+                .map_err(ProjectionError::pg("taking a connection to build indexes"))?;
+            sqlx::query("SET maintenance_work_mem = '256MB'")
+                .execute(&mut *conn)
+                .await
+                .map_err(ProjectionError::pg("sizing the index build"))?;
+            loop {
+                let next = queue.lock().map_or(None, |mut q| q.next());
+                let Some(statement) = next else { break };
+                sqlx::query(AssertSqlSafe(statement.clone()))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(ProjectionError::pg("building a deferred index"))?;
+            }
+            sqlx::query("RESET maintenance_work_mem")
+                .execute(&mut *conn)
+                .await
+                .map_err(ProjectionError::pg("sizing the index build"))?;
+            Ok::<(), ProjectionError>(())
+        };
+        futures::future::try_join(build(), build()).await?;
+        sqlx::query("DELETE FROM rm_deferred_indexes WHERE projection = $1 AND generation = $2")
+            .bind(name)
+            .bind(generation)
+            .execute(pool)
+            .await
+            .map_err(ProjectionError::pg("forgetting the deferred indexes"))?;
+        for table in crate::queries::RM_TABLES
+            .iter()
+            .filter(|(p, _)| *p == name)
+            .flat_map(|(_, tables)| tables.iter())
+        {
+            // Fresh statistics, so the first queries after the switch plan well.
+            sqlx::query(AssertSqlSafe(format!(
+                "ANALYZE {}",
+                self.inner.names.rm_table(table, generation)
+            )))
+            .execute(pool)
+            .await
+            .map_err(ProjectionError::pg("analysing the shadow tables"))?;
+        }
+        info!(
+            projection = name,
+            generation,
+            indexes = ddl.len(),
+            secs = started.elapsed().as_secs_f64(),
+            "shadow indexes built"
+        );
+        Ok(())
     }
 
     /// Starts reading the batch of the feed after `from` in a task of its own.
@@ -355,7 +534,9 @@ impl Projections {
         std::result::Result<pyairtable_eventstore::FeedBatch, pyairtable_eventstore::StoreError>,
     > {
         let store = self.inner.store.clone();
-        tokio::spawn(async move { store.read_all(&from, REBUILD_BATCH).await })
+        // Large batches let the set-based handlers write thousands of rows per statement.
+        let size = self.inner.config.rebuild_batch.max(1);
+        tokio::spawn(async move { store.read_all(&from, size).await })
     }
 
     /// Applies a replayed batch to the shadow, parking failures per the policy. Returns the
@@ -489,7 +670,11 @@ impl Projections {
             // Catch up with the feed.
             loop {
                 let from = checkpoint.unwrap_or(Position::START);
-                let batch = self.inner.store.read_all(&from, REBUILD_BATCH).await?;
+                let batch = self
+                    .inner
+                    .store
+                    .read_all(&from, self.inner.config.rebuild_batch.max(1))
+                    .await?;
                 if batch.events.is_empty() && checkpoint.is_some() {
                     break;
                 }
@@ -556,6 +741,7 @@ impl Projections {
             generation,
             events: meter.done,
             parked,
+            timings: RebuildTimings::default(),
             elapsed: meter.started.elapsed(),
         })
     }

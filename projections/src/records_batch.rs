@@ -20,7 +20,10 @@ use sqlx::{AssertSqlSafe, PgConnection, Row as _};
 
 use crate::error::{ProjectionError, Result};
 use crate::names::{Names, aggregate_id, aggregate_kind};
+
+mod bulk;
 use crate::sql_models::{Payload, actor_json, cell_changes, version_i64};
+pub(crate) use bulk::BulkRecords;
 
 /// What one record event does to its row.
 enum Change {
@@ -44,7 +47,7 @@ enum Change {
 }
 
 /// One record event, read and checked before anything is written.
-struct Parsed<'a> {
+pub(crate) struct Parsed<'a> {
     event: &'a RecordedEvent,
     record_id: &'a str,
     version: i64,
@@ -58,7 +61,7 @@ struct Parsed<'a> {
 }
 
 /// A row of the records table, as read or as the batch leaves it.
-struct RecordRow {
+pub(crate) struct RecordRow {
     stream_id: String,
     table_id: Option<String>,
     base_id: Option<String>,
@@ -73,10 +76,12 @@ struct RecordRow {
     position: String,
     /// Changed by this batch: must be written.
     dirty: bool,
+    /// Read from the table (so writing it is an update), rather than created in memory.
+    stored: bool,
 }
 
 /// Reads an event the way the per-event handler does, failing on the same events.
-fn parse(event: &RecordedEvent) -> Result<Parsed<'_>> {
+pub(crate) fn parse(event: &RecordedEvent) -> Result<Parsed<'_>> {
     let p = Payload::new(event);
     let (change, fields, changes) = match event.event_type.as_str() {
         "RecordCreated" => {
@@ -166,12 +171,11 @@ struct Revisions {
     /// flatten it.
     changed_fields: Vec<String>,
     changes: Vec<Value>,
-    cells: Vec<Option<Value>>,
     positions: Vec<String>,
 }
 
 /// A `text[]` literal (`{"a","b"}`) for a list of strings.
-fn text_array_literal(items: &[String]) -> String {
+pub(crate) fn text_array_literal(items: &[String]) -> String {
     let mut out = String::with_capacity(2 + items.iter().map(|s| s.len() + 3).sum::<usize>());
     out.push('{');
     for (i, s) in items.iter().enumerate() {
@@ -217,15 +221,11 @@ pub(crate) async fn apply_records_batch(
     let mut ids: Vec<&str> = parsed.iter().map(|p| p.record_id).collect();
     ids.sort_unstable();
     ids.dedup();
-    let mut rows = read_rows(conn, &records, &ids).await?;
+    let mut rows = read_rows(conn, &records, &ids, true).await?;
 
     let mut revs = Revisions::default();
     for p in &parsed {
-        if let Some(rev_after) = fold(&mut rows, p) {
-            let (cells, table_id) = match rev_after {
-                Some((cells, table)) => (Some(cells), table),
-                None => (None, None),
-            };
+        if let Some(table_id) = fold(&mut rows, p) {
             revs.record_ids.push(p.record_id.to_owned());
             revs.versions.push(p.version);
             revs.event_ids.push(p.event.event_id);
@@ -237,7 +237,6 @@ pub(crate) async fn apply_records_batch(
             revs.recorded_ats.push(p.event.recorded_at);
             revs.changed_fields.push(text_array_literal(&p.fields));
             revs.changes.push(p.changes.clone());
-            revs.cells.push(cells);
             revs.positions.push(p.position.clone());
         }
     }
@@ -246,13 +245,13 @@ pub(crate) async fn apply_records_batch(
     write_revisions(conn, &revisions_table, revs).await
 }
 
-/// The revision's cells and table after an event, like the per-event `RETURNING cells,
-/// table_id` (None when the version guard stopped the change).
-type After = Option<(Value, Option<String>)>;
+/// The revision's table, like the per-event `RETURNING table_id` (None when the version guard
+/// stopped the change or there is no row).
+pub(crate) type RevisionTable = Option<String>;
 
-/// Applies one event to the in-memory rows. Returns the revision's "after" when the event
+/// Applies one event to the in-memory rows. Returns the revision's table when the event
 /// writes a revision, `None` when it does not (a version bump).
-fn fold(rows: &mut HashMap<String, RecordRow>, p: &Parsed<'_>) -> Option<After> {
+pub(crate) fn fold(rows: &mut HashMap<String, RecordRow>, p: &Parsed<'_>) -> Option<RevisionTable> {
     let row = rows.get_mut(p.record_id);
     // The guard of every per-event statement: a row only moves forward.
     let newer = row.as_ref().is_some_and(|r| r.version < p.version);
@@ -280,6 +279,7 @@ fn fold(rows: &mut HashMap<String, RecordRow>, p: &Parsed<'_>) -> Option<After> 
                             updated_by: Some(p.actor.clone()),
                             position: p.position.clone(),
                             dirty: true,
+                            stored: false,
                         },
                     );
                 }
@@ -296,10 +296,10 @@ fn fold(rows: &mut HashMap<String, RecordRow>, p: &Parsed<'_>) -> Option<After> 
                 }
                 Some(_) => {}
             }
-            // The per-event handler records the created cells whatever the guard decided.
-            Some(Some((Value::Object(cells.clone()), Some(table_id.clone()))))
+            // The per-event handler records the created table whatever the guard decided.
+            Some(Some(table_id.clone()))
         }
-        Change::Cells { cleared, set } => Some(row.filter(|_| newer).map(|r| {
+        Change::Cells { cleared, set } => Some(row.filter(|_| newer).and_then(|r| {
             for f in cleared {
                 r.cells.remove(f);
             }
@@ -307,7 +307,7 @@ fn fold(rows: &mut HashMap<String, RecordRow>, p: &Parsed<'_>) -> Option<After> 
                 r.cells.insert(k.clone(), v.clone());
             }
             touch(r, p);
-            (Value::Object(r.cells.clone()), r.table_id.clone())
+            r.table_id.clone()
         })),
         Change::Links {
             field,
@@ -315,35 +315,33 @@ fn fold(rows: &mut HashMap<String, RecordRow>, p: &Parsed<'_>) -> Option<After> 
             removed,
         } => {
             // No row: the per-event statement updates nothing, but the revision is written.
-            let Some(row) = row else {
+            let Some(row) = row.filter(|_| newer) else {
                 return Some(None);
             };
-            Some(newer.then(|| {
-                // The old links minus the removed ones, then the added ones not there yet.
-                let mut links: Vec<Value> = row
-                    .cells
-                    .get(field)
-                    .and_then(|v| v.as_array().cloned())
-                    .unwrap_or_default();
-                links.retain(|l| !removed.contains(l));
-                for a in added {
-                    if !links.contains(a) {
-                        links.push(a.clone());
-                    }
+            // The old links minus the removed ones, then the added ones not there yet.
+            let mut links: Vec<Value> = row
+                .cells
+                .get(field)
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default();
+            links.retain(|l| !removed.contains(l));
+            for a in added {
+                if !links.contains(a) {
+                    links.push(a.clone());
                 }
-                if links.is_empty() {
-                    row.cells.remove(field);
-                } else {
-                    row.cells.insert(field.clone(), Value::Array(links));
-                }
-                touch(row, p);
-                (Value::Object(row.cells.clone()), row.table_id.clone())
-            }))
+            }
+            if links.is_empty() {
+                row.cells.remove(field);
+            } else {
+                row.cells.insert(field.clone(), Value::Array(links));
+            }
+            touch(row, p);
+            Some(row.table_id.clone())
         }
-        Change::Deleted(deleted) => Some(row.filter(|_| newer).map(|r| {
+        Change::Deleted(deleted) => Some(row.filter(|_| newer).and_then(|r| {
             r.deleted = *deleted;
             touch(r, p);
-            (Value::Object(r.cells.clone()), r.table_id.clone())
+            r.table_id.clone()
         })),
         Change::Bump => {
             if let Some(r) = row.filter(|_| newer) {
@@ -365,15 +363,19 @@ fn touch(r: &mut RecordRow, p: &Parsed<'_>) {
     r.dirty = true;
 }
 
-async fn read_rows(
+/// Reads the rows of `ids`; `lock` takes them `FOR UPDATE` (the live path, where two
+/// workers could meet; a rebuild's shadow has one writer).
+pub(crate) async fn read_rows(
     conn: &mut PgConnection,
     records: &str,
     ids: &[&str],
+    lock: bool,
 ) -> Result<HashMap<String, RecordRow>> {
     let sql = format!(
         "SELECT record_id, stream_id, table_id, base_id, workspace_id, cells, version, deleted,
                 created_at, created_by, updated_at, updated_by, position
-           FROM {records} WHERE record_id = ANY($1) FOR UPDATE"
+           FROM {records} WHERE record_id = ANY($1){}",
+        if lock { " FOR UPDATE" } else { "" }
     );
     let found = sqlx::query(AssertSqlSafe(sql))
         .bind(ids)
@@ -404,18 +406,20 @@ async fn read_rows(
                 updated_by: r.try_get("updated_by").map_err(get)?,
                 position: r.try_get("position").map_err(get)?,
                 dirty: false,
+                stored: true,
             },
         );
     }
     Ok(rows)
 }
 
-async fn write_rows(
+pub(crate) async fn write_rows(
     conn: &mut PgConnection,
     records: &str,
-    rows: HashMap<String, RecordRow>,
+    rows: impl IntoIterator<Item = (String, RecordRow)>,
 ) -> Result<()> {
-    let n = rows.values().filter(|r| r.dirty).count();
+    let rows: Vec<(String, RecordRow)> = rows.into_iter().filter(|(_, r)| r.dirty).collect();
+    let n = rows.len();
     if n == 0 {
         return Ok(());
     }
@@ -432,7 +436,7 @@ async fn write_rows(
     let mut updated_at = Vec::with_capacity(n);
     let mut updated_by = Vec::with_capacity(n);
     let mut positions = Vec::with_capacity(n);
-    for (id, r) in rows.into_iter().filter(|(_, r)| r.dirty) {
+    for (id, r) in rows {
         ids.push(id);
         streams.push(r.stream_id);
         tables.push(r.table_id);
@@ -488,14 +492,13 @@ async fn write_revisions(conn: &mut PgConnection, table: &str, revs: Revisions) 
     }
     let sql = format!(
         "INSERT INTO {table} (record_id, version, event_id, event_type, table_id, workspace_id,
-                actor, recorded_at, changed_fields, changes, cells, position)
+                actor, recorded_at, changed_fields, changes, position)
          SELECT u.record_id, u.version, u.event_id, u.event_type, u.table_id, u.workspace_id,
-                u.actor, u.recorded_at, u.changed_fields::text[], u.changes, u.cells, u.position
+                u.actor, u.recorded_at, u.changed_fields::text[], u.changes, u.position
            FROM unnest($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-                       $7::jsonb[], $8::timestamptz[], $9::text[], $10::jsonb[], $11::jsonb[],
-                       $12::text[])
+                       $7::jsonb[], $8::timestamptz[], $9::text[], $10::jsonb[], $11::text[])
                 AS u(record_id, version, event_id, event_type, table_id, workspace_id, actor,
-                     recorded_at, changed_fields, changes, cells, position)
+                     recorded_at, changed_fields, changes, position)
          ON CONFLICT DO NOTHING"
     );
     sqlx::query(AssertSqlSafe(sql))
@@ -509,7 +512,6 @@ async fn write_revisions(conn: &mut PgConnection, table: &str, revs: Revisions) 
         .bind(revs.recorded_ats)
         .bind(revs.changed_fields)
         .bind(revs.changes)
-        .bind(revs.cells)
         .bind(revs.positions)
         .execute(&mut *conn)
         .await

@@ -114,6 +114,15 @@ pub struct RuntimeConfig {
     pub policies: HashMap<String, FailurePolicy>,
     /// The stream settings used when the runtime has to create the events stream.
     pub relay: RelayConfig,
+    /// Rebuild `records` in bulk: records folded in memory across batches, revisions copied,
+    /// indexes built at the end (see docs/adr/0008-bulk-rebuild.md). Off, a rebuild replays
+    /// through the live batched path, which is slower but the reference.
+    pub bulk_rebuild: bool,
+    /// Events a rebuild reads and applies per batch (at most the store's `MAX_READ`).
+    pub rebuild_batch: usize,
+    /// Most records a bulk rebuild holds in memory before writing them out (about 2 KiB each
+    /// for a dozen cells).
+    pub rebuild_cache_rows: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -126,6 +135,9 @@ impl Default for RuntimeConfig {
             max_backoff: Duration::from_secs(5),
             policies: HashMap::new(),
             relay: RelayConfig::default(),
+            bulk_rebuild: true,
+            rebuild_batch: pyairtable_eventstore::MAX_READ,
+            rebuild_cache_rows: 500_000,
         }
     }
 }

@@ -288,8 +288,8 @@ async fn audit_log(
     Ok(())
 }
 
-/// A record's cells and table after an update (`RETURNING cells, table_id`).
-type AfterRow = (Value, Option<String>);
+/// A record's table after an update (`RETURNING table_id`): the revision's `table_id`.
+type AfterRow = Option<String>;
 
 async fn records(
     conn: &mut PgConnection,
@@ -351,7 +351,7 @@ async fn records(
                 (
                     cell_map.keys().cloned().collect(),
                     Value::Object(changes),
-                    Some((cells.clone(), Some(table_id.to_owned()))),
+                    Some(Some(table_id.to_owned())),
                 )
             }
             "RecordUpdated" | "RecordReverted" => {
@@ -361,9 +361,9 @@ async fn records(
                         SET cells = (cells - $2::text[]) || $3::jsonb, version = $4,
                             updated_at = $5, updated_by = $6, position = $7
                       WHERE record_id = $1 AND version < $4
-                  RETURNING cells, table_id"
+                  RETURNING table_id"
                 );
-                let after: Option<AfterRow> = sqlx::query_as(AssertSqlSafe(sql))
+                let after: Option<AfterRow> = sqlx::query_scalar(AssertSqlSafe(sql))
                     .bind(record_id)
                     .bind(&c.cleared)
                     .bind(Value::Object(c.set))
@@ -405,9 +405,9 @@ async fn records(
                                          ELSE jsonb_set(cells, ARRAY[$2], $3::jsonb) END,
                             version = $4, updated_at = $5, updated_by = $6, position = $7
                       WHERE record_id = $1 AND version < $4
-                  RETURNING cells, table_id"
+                  RETURNING table_id"
                 );
-                let after: Option<AfterRow> = sqlx::query_as(AssertSqlSafe(sql))
+                let after: Option<AfterRow> = sqlx::query_scalar(AssertSqlSafe(sql))
                     .bind(record_id)
                     .bind(&field)
                     .bind(Value::Array(links))
@@ -431,9 +431,9 @@ async fn records(
                         SET deleted = $2, version = $3, updated_at = $4, updated_by = $5,
                             position = $6
                       WHERE record_id = $1 AND version < $3
-                  RETURNING cells, table_id"
+                  RETURNING table_id"
                 );
-                let after: Option<AfterRow> = sqlx::query_as(AssertSqlSafe(sql))
+                let after: Option<AfterRow> = sqlx::query_scalar(AssertSqlSafe(sql))
                     .bind(record_id)
                     .bind(deleted)
                     .bind(version)
@@ -462,14 +462,11 @@ async fn records(
                 return Ok(());
             }
         };
-    let (cells, table_id) = match after {
-        Some((cells, table)) => (Some(cells), table),
-        None => (None, None),
-    };
+    let table_id = after.flatten();
     let sql = format!(
         "INSERT INTO {revisions} (record_id, version, event_id, event_type, table_id,
-            workspace_id, actor, recorded_at, changed_fields, changes, cells, position)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            workspace_id, actor, recorded_at, changed_fields, changes, position)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT DO NOTHING"
     );
     sqlx::query(AssertSqlSafe(sql))
@@ -483,7 +480,6 @@ async fn records(
         .bind(event.recorded_at)
         .bind(&fields)
         .bind(&changes)
-        .bind(cells)
         .bind(&position)
         .execute(&mut *conn)
         .await

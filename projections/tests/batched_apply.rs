@@ -96,7 +96,7 @@ fn script() -> Vec<(u8, RecordEvent)> {
             json!({"Name": "Alpha \"quoted\" \\ é", "Num": 1.5, "Tags": ["x", "y"]}),
             1,
         ),
-        // Record 3's stream starts without a creation: no row, revisions without cells.
+        // Record 3's stream starts without a creation: no row, revisions without a table.
         updated(3, vec![change("Name", json!(null), json!("orphan"))], 2),
         created(2, json!({"Name": "Beta", "Done": true}), 3),
         updated(
@@ -301,7 +301,7 @@ async fn a_batched_records_apply_equals_the_event_by_event_one() -> Result<()> {
         "record 1 is {row:?}, expected {expected} at version 7, not deleted"
     );
     let (revisions, orphans): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT count(*), count(*) FILTER (WHERE cells IS NULL) FROM {}",
+        "SELECT count(*), count(*) FILTER (WHERE table_id IS NULL) FROM {}",
         names.rm_table("record_revisions", 1)
     )))
     .fetch_one(&mut *conn)
@@ -310,7 +310,7 @@ async fn a_batched_records_apply_equals_the_event_by_event_one() -> Result<()> {
     // came before its row existed.
     ensure!(
         (revisions, orphans) == (17, 2),
-        "revisions {revisions}, without cells {orphans}"
+        "revisions {revisions}, without a table {orphans}"
     );
 
     drop(conn);

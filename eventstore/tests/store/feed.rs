@@ -287,7 +287,7 @@ async fn a_restore_into_another_cluster_starts_a_new_epoch_after_the_old_one() -
 async fn a_stream_never_goes_back_in_feed_order() -> anyhow::Result<()> {
     let test = TestStore::new().await;
     let s = stream("rec-order");
-    // T takes its transaction id first...
+    // T takes its transaction id first (by writing something else)...
     let mut early = test.pool().begin().await?;
     sqlx::query("SELECT pg_current_xact_id()")
         .execute(&mut *early)
@@ -296,8 +296,9 @@ async fn a_stream_never_goes_back_in_feed_order() -> anyhow::Result<()> {
     let first = test
         .append(&s, ExpectedVersion::NoStream, events(0..1), &meta())
         .await?;
-    // Version 2 from T would sort before version 1 in the feed: refused as a conflict, though
-    // the expected version matches.
+    // Version 2 from T would sort before version 1 in the feed, and the feed could already
+    // have passed T's id (it only waits for transactions that took the events lock before
+    // their id): refused, though the expected version matches, and nothing is written.
     let err = test
         .append_many_in(
             &mut early,
@@ -313,19 +314,66 @@ async fn a_stream_never_goes_back_in_feed_order() -> anyhow::Result<()> {
     assert!(
         matches!(
             err,
-            Some(pyairtable_eventstore::StoreError::Conflict {
-                actual: Some(1),
-                ..
-            })
+            Some(pyairtable_eventstore::StoreError::AppendAfterOtherWrites)
         ),
         "{err:?}"
     );
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&mut *early)
+        .await?;
+    assert_eq!(written, 1, "the refused append wrote nothing");
     early.rollback().await?;
     // Retried in a new transaction it goes through, after version 1.
     let second = test
         .append(&s, ExpectedVersion::Exact(1), events(1..2), &meta())
         .await?;
     assert!(second.position > first.position);
+    test.cleanup().await?;
+    Ok(())
+}
+
+/// Only transactions that write events hold the feed back: an open transaction that wrote
+/// elsewhere (a projection batch, another deployment's work, a long report) does not delay it,
+/// and a writer that is already appending still does.
+#[tokio::test]
+async fn an_open_transaction_that_writes_no_events_does_not_hold_the_feed_back()
+-> anyhow::Result<()> {
+    let test = TestStore::new().await;
+    let start = test.head().await?;
+    // An older transaction with an id, writing a table of its own, left open.
+    let mut other = test.pool().begin().await?;
+    sqlx::query("CREATE TEMP TABLE scratch (n int)")
+        .execute(&mut *other)
+        .await?;
+    sqlx::query("INSERT INTO scratch VALUES (1)")
+        .execute(&mut *other)
+        .await?;
+    let other_xid: Option<i64> =
+        sqlx::query_scalar("SELECT pg_current_xact_id_if_assigned()::text::bigint")
+            .fetch_one(&mut *other)
+            .await?;
+    assert!(other_xid.is_some());
+
+    let appended = test
+        .append(
+            &stream("rec-free"),
+            ExpectedVersion::NoStream,
+            events(0..1),
+            &meta(),
+        )
+        .await?;
+    assert!(i64::try_from(appended.position.xid)? > other_xid.unwrap_or_default());
+    // Visible at once, though an older transaction is still open.
+    assert!(
+        test.wait_for_commit(&appended.position, Duration::from_secs(10))
+            .await?,
+        "the feed waited for a transaction that writes no events"
+    );
+    let read = test.read_all(&start, 10).await?;
+    assert_eq!(read.events.len(), 1);
+    let diag = test.diagnostics().await?;
+    assert_eq!(diag.held_back_events, 0, "{diag:?}");
+    other.rollback().await?;
     test.cleanup().await?;
     Ok(())
 }
