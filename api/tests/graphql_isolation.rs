@@ -6,26 +6,9 @@ mod graphql_support;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use graphql_support::start;
-
-/// The error code of a refused subscription: an `error` message, or a `next` carrying errors
-/// and no data (what async-graphql sends when the resolver refuses to start).
-fn refusal_code(message: &Value) -> String {
-    let errors = match message["type"].as_str() {
-        Some("error") => &message["payload"],
-        Some("next") => {
-            assert!(message["payload"]["data"].is_null(), "{message}");
-            &message["payload"]["errors"]
-        }
-        _ => panic!("not a refusal: {message}"),
-    };
-    errors[0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned()
-}
+use graphql_support::{refusal_code, start};
 
 #[tokio::test]
 async fn a_stranger_sees_and_changes_nothing_of_another_workspace() {

@@ -11,42 +11,10 @@ use serde_json::{Value, json};
 
 use graphql_support::{ADMIN_EMAIL, Server, start};
 
-/// A workspace, base and table of the user; returns the table id and the consistency token
-/// of its creation.
+/// A table of the user's; returns its id and the consistency token of its creation.
 async fn table(server: &Server, token: &str) -> (String, String) {
-    let t = Some(token);
-    let ws = server
-        .data(
-            t,
-            "mutation { createWorkspace(name: \"Live\") { workspace { id } } }",
-            json!({}),
-        )
-        .await["createWorkspace"]["workspace"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let base = server
-        .data(
-            t,
-            "mutation($w: ID!) { createBase(workspaceId: $w, name: \"B\") { base { id } } }",
-            json!({ "w": ws }),
-        )
-        .await["createBase"]["base"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let table = server
-        .data(
-            t,
-            "mutation($b: ID!) { createTable(baseId: $b, name: \"T\", fields: [{name: \"Name\", type: \"singleLineText\"}, {name: \"N\", type: \"number\", options: {precision: 0}}]) { table { id } consistencyToken } }",
-            json!({ "b": base }),
-        )
-        .await["createTable"]
-        .clone();
-    (
-        table["table"]["id"].as_str().unwrap().to_owned(),
-        table["consistencyToken"].as_str().unwrap().to_owned(),
-    )
+    let fixture = server.workspace_with_table(token).await;
+    (fixture.table_id, fixture.consistency_token)
 }
 
 #[tokio::test]

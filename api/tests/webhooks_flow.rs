@@ -21,7 +21,8 @@ use reqwest::{Method, StatusCode};
 use rest_support::{ALL_SCOPES, Api, account, serve, token};
 use serde_json::{Value, json};
 
-/// Environment that makes delivery fast enough for a test.
+/// Environment that makes delivery fast enough for a test; webhooks may call the local
+/// receiver (a loopback address, refused by default).
 const FAST: &[(&str, &str)] = &[
     ("PYAIRTABLE_RATE_LIMIT_PER_BASE", "0"),
     ("PYAIRTABLE_WEBHOOK_COALESCE_MS", "150"),
@@ -29,7 +30,21 @@ const FAST: &[(&str, &str)] = &[
     ("PYAIRTABLE_WEBHOOK_RETRY_MAX_MS", "400"),
     ("PYAIRTABLE_WEBHOOK_MAX_RETRIES", "2"),
     ("PYAIRTABLE_WEBHOOK_POLL_MS", "200"),
+    ("PYAIRTABLE_WEBHOOK_ALLOW_PRIVATE", "127.0.0.1"),
 ];
+
+/// [`FAST`] with another allow-list of private destinations (`None`: the default, none).
+fn fast_allowing(allow: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
+    let mut env: Vec<_> = FAST
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "PYAIRTABLE_WEBHOOK_ALLOW_PRIVATE")
+        .collect();
+    if let Some(allow) = allow {
+        env.push(("PYAIRTABLE_WEBHOOK_ALLOW_PRIVATE", allow));
+    }
+    env
+}
 
 fn error_type(body: &Value) -> &str {
     body["error"]["type"]
@@ -754,4 +769,165 @@ async fn webhooks_are_isolated_between_tenants_and_checked() {
             .iter()
             .all(|p| !p.to_string().contains("RecordsById"))
     );
+}
+
+/// Creates a webhook watching the base's records that pings `url`; returns its id.
+async fn hook_to(api: &Api, base: &str, url: &str) -> String {
+    api.ok(
+        Method::POST,
+        &format!("/bases/{base}/webhooks"),
+        Some(json!({"notificationUrl": url,
+                    "specification": {"options": {"filters": {"dataTypes": ["tableData"]}}}})),
+    )
+    .await["id"]
+        .as_str()
+        .expect("webhook id")
+        .to_owned()
+}
+
+/// The webhook ids of the pings the receiver got.
+fn pinged_hooks(receiver: &Receiver) -> Vec<String> {
+    receiver
+        .hits()
+        .iter()
+        .filter_map(|(_, body)| serde_json::from_str::<Value>(body).ok())
+        .filter_map(|b| b["webhook"]["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_urls_cannot_reach_private_addresses_unless_allowed() {
+    let store = TestStore::new().await;
+    let owner = account(&store, "ssrf@example.com", ALL_SCOPES);
+    let (receiver, url) = Receiver::start().await;
+    let port = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .expect("receiver port")
+        .to_owned();
+    let spec = json!({"options": {"filters": {"dataTypes": ["tableData"]}}});
+
+    // The default policy: every spelling of a non-public address is refused at creation,
+    // with a 422 naming the problem, and nothing is registered.
+    let strict = serve(&store, &fast_allowing(None));
+    let api = Api::new(&strict, &owner.token);
+    let (base, _, _) = create_base(&api, &owner.workspace_id).await;
+    let refused = [
+        (url.clone(), "loopback"),
+        ("http://2130706433/hook".to_owned(), "loopback"),
+        ("http://0x7f.0.0.1/hook".to_owned(), "loopback"),
+        ("http://0177.0.0.1/hook".to_owned(), "loopback"),
+        ("http://127.1/hook".to_owned(), "loopback"),
+        ("http://10.0.0.5/hook".to_owned(), "private network"),
+        ("http://172.16.3.4/hook".to_owned(), "private network"),
+        ("https://192.168.0.10/hook".to_owned(), "private network"),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            "link-local",
+        ),
+        ("http://0.0.0.0:8000/".to_owned(), "unspecified"),
+        ("http://[::1]:8000/hook".to_owned(), "loopback"),
+        ("http://[::ffff:127.0.0.1]/hook".to_owned(), "loopback"),
+        ("http://[fd00:ec2::254]/".to_owned(), "unique local"),
+        ("http://[fe80::1]/hook".to_owned(), "link-local"),
+        (format!("http://localhost:{port}/hook"), "resolves to"),
+        ("http://LOCALHOST./hook".to_owned(), "resolves to"),
+        ("gopher://example.com/".to_owned(), "http or https"),
+        ("file:///etc/passwd".to_owned(), "http or https"),
+    ];
+    for (target, named) in &refused {
+        let (status, body) = api
+            .call(
+                Method::POST,
+                &format!("/bases/{base}/webhooks"),
+                Some(json!({"notificationUrl": target, "specification": spec})),
+            )
+            .await;
+        assert_eq!(
+            (status, error_type(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST_UNKNOWN"),
+            "{target}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("notificationUrl") && message.contains(named),
+            "{target}: {message}"
+        );
+    }
+    let listed = api
+        .ok(Method::GET, &format!("/bases/{base}/webhooks"), None)
+        .await;
+    assert_eq!(listed, json!({"webhooks": []}));
+    // A public address is accepted (and never pinged: nothing changes while it exists).
+    let public = hook_to(&api, &base, "https://93.184.215.14/airtable-hook").await;
+    api.ok(
+        Method::DELETE,
+        &format!("/bases/{base}/webhooks/{public}"),
+        None,
+    )
+    .await;
+    drop(strict);
+
+    // The operator's allow-list opens exactly what it names: the loopback network and the
+    // name `localhost`, not the rest of the private ranges.
+    let open = serve(&store, &fast_allowing(Some("127.0.0.0/8, localhost")));
+    let api = Api::new(&open, &owner.token);
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/bases/{base}/webhooks"),
+            Some(json!({"notificationUrl": "http://10.0.0.5/hook", "specification": spec})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let by_address = hook_to(&api, &base, &url).await;
+    let by_name = hook_to(&api, &base, &format!("http://localhost:{port}/hook")).await;
+    api.ok(
+        Method::POST,
+        &format!("/{base}/Tasks"),
+        Some(json!({"fields": {"Name": "allowed"}})),
+    )
+    .await;
+    eventually("pings to both allowed webhooks", || async {
+        let pinged = pinged_hooks(&receiver);
+        (pinged.contains(&by_address) && pinged.contains(&by_name)).then_some(())
+    })
+    .await;
+    drop(open);
+    receiver.clear();
+
+    // The operator tightens the policy (or the name now resolves elsewhere): delivery checks
+    // the addresses again at every ping, refuses to connect, and records why like any other
+    // failure; the receiver hears nothing.
+    let strict = serve(&store, &fast_allowing(None));
+    let api = Api::new(&strict, &owner.token);
+    api.ok(
+        Method::POST,
+        &format!("/{base}/Tasks"),
+        Some(json!({"fields": {"Name": "refused"}})),
+    )
+    .await;
+    for hook in [&by_address, &by_name] {
+        let failed = eventually("a refused ping to be recorded", || async {
+            let w = webhook_json(&api, &base, hook).await;
+            (w["lastNotificationResult"]["success"] == false).then_some(w)
+        })
+        .await;
+        assert_eq!(
+            failed["lastNotificationResult"]["error"]["message"],
+            pyairtable_api::webhooks::delivery::REFUSED_MESSAGE,
+            "{failed:#}"
+        );
+        let attempts = pyairtable_api::webhooks::delivery::attempts(store.store().pool(), hook)
+            .await
+            .expect("attempts");
+        assert_eq!(attempts[0]["success"], false, "{attempts:?}");
+        assert_eq!(
+            attempts[0]["error"],
+            pyairtable_api::webhooks::delivery::REFUSED_MESSAGE
+        );
+        assert!(attempts[0]["statusCode"].is_null());
+    }
+    assert!(receiver.hits().is_empty(), "{:?}", receiver.hits());
 }

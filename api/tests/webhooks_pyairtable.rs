@@ -15,7 +15,14 @@ async fn pyairtable_manages_webhooks_and_reads_payloads_by_cursor() {
     let python = python_env();
     let store = TestStore::new().await;
     let user = account(&store, "python-hooks@example.com", ALL_SCOPES);
-    let server = serve(&store, &[("PYAIRTABLE_WEBHOOK_COALESCE_MS", "100")]);
+    // The script's receiver listens on loopback, which webhooks may only call when allowed.
+    let server = serve(
+        &store,
+        &[
+            ("PYAIRTABLE_WEBHOOK_COALESCE_MS", "100"),
+            ("PYAIRTABLE_WEBHOOK_ALLOW_PRIVATE", "127.0.0.1"),
+        ],
+    );
     let script = repo().join("clients/python/webhooks_scenario.py");
     let url = server.base_url.clone();
     let output = tokio::task::spawn_blocking(move || {

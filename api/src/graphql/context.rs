@@ -76,6 +76,17 @@ impl Services {
 #[derive(Debug, Clone, Default)]
 pub struct Viewer(pub Option<Authenticated>);
 
+/// The API token (`pat….<secret>`) a WebSocket connection signed in with, kept so that its
+/// subscriptions can check it again and end once it is revoked. Never printed.
+#[derive(Clone)]
+pub struct ApiTokenCredential(pub String);
+
+impl std::fmt::Debug for ApiTokenCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiTokenCredential(<redacted>)")
+    }
+}
+
 /// The services, or an internal error when the schema was built without them.
 pub fn services<'a>(ctx: &Context<'a>) -> ApiResult<&'a Services> {
     Ok(ctx.data::<Services>()?)

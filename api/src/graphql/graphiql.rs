@@ -12,7 +12,8 @@ use rust_embed::RustEmbed;
 struct Assets;
 
 /// The GraphiQL page. Subscriptions authenticate with the `Authorization` header typed into
-/// GraphiQL's headers editor, sent in the WebSocket's `connection_init` payload.
+/// GraphiQL's headers editor, sent in the WebSocket's `connection_init` payload (the headers
+/// are kept in the browser's localStorage for that; see `docs/graphql.md`).
 const PAGE: &str = r#"<!doctype html>
 <html lang="en">
 <head>
@@ -48,6 +49,9 @@ const PAGE: &str = r#"<!doctype html>
       var root = ReactDOM.createRoot(document.getElementById('graphiql'));
       root.render(React.createElement(GraphiQL, {
         fetcher: fetcher,
+        // GraphiQL sends the Headers tab with HTTP requests only; it must keep the headers in
+        // localStorage for `authorization()` to find them when the WebSocket connects.
+        shouldPersistHeaders: true,
         defaultEditorToolsVisibility: true,
         defaultHeaders: '{\n  "Authorization": "Bearer <access token from login or register>"\n}'
       }));

@@ -13,7 +13,7 @@ use chrono::Utc;
 use pyairtable_commands::Authenticated;
 use serde_json::json;
 
-use super::context::Viewer;
+use super::context::{ApiTokenCredential, Viewer};
 use super::error::ApiError;
 use super::ratelimit::{self, Verdict};
 use crate::state::AppState;
@@ -41,19 +41,29 @@ fn error_response(status: StatusCode, error: &ApiError) -> Response {
     response
 }
 
-/// Resolves a bearer credential: an API token (`pat…`) or a session access token.
-async fn authenticate(state: &AppState, credential: &str) -> Result<Authenticated, ApiError> {
-    let token = credential
+/// The token of a `Bearer <token>` credential.
+fn bearer(credential: &str) -> Result<&str, ApiError> {
+    credential
         .strip_prefix("Bearer ")
         .or_else(|| credential.strip_prefix("bearer "))
+        .map(str::trim)
         .ok_or_else(|| {
             ApiError::Unauthenticated(
                 "the Authorization header must be `Bearer <token>`".to_owned(),
             )
-        })?
-        .trim();
+        })
+}
+
+/// Whether a bearer token is an API token rather than a session access token.
+fn is_api_token(token: &str) -> bool {
+    token.starts_with("pat")
+}
+
+/// Resolves a bearer credential: an API token (`pat…`) or a session access token.
+async fn authenticate(state: &AppState, credential: &str) -> Result<Authenticated, ApiError> {
+    let token = bearer(credential)?;
     let auth = state.platform.auth();
-    let user = if token.starts_with("pat") {
+    let user = if is_api_token(token) {
         auth.verify_api_token(token).await?
     } else {
         auth.verify_access_token(token, Utc::now())?
@@ -196,12 +206,19 @@ async fn connection_init(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let user = match from_payload.or(from_header) {
-        Some(credential) => Some(authenticate(&state, &credential).await?),
+    let credential = from_payload.or(from_header);
+    let user = match &credential {
+        Some(credential) => Some(authenticate(&state, credential).await?),
         None => None,
     };
     limit(&state, user.as_ref(), ip).await?;
     let mut data = Data::default();
     data.insert(Viewer(user));
+    // Subscriptions check an API token again while they run, so they need the token itself.
+    if let Some(token) = credential.as_deref().and_then(|c| bearer(c).ok())
+        && is_api_token(token)
+    {
+        data.insert(ApiTokenCredential(token.to_owned()));
+    }
     Ok(data)
 }

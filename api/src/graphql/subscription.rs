@@ -1,9 +1,12 @@
 //! Subscriptions, fed by the process's realtime hub (one NATS consumer shared by every
 //! subscriber), and the rebuild progress bus behind `projectionProgress`.
 //!
-//! Each subscription is authorised when it starts and again at most every
-//! [`REAUTHORIZE_EVERY`] while it delivers, so a member removed from a workspace stops
-//! receiving its events within that time.
+//! Each subscription is authorised when it starts. While it runs, every change to a watched
+//! workspace (a member removed, a role changed, the workspace archived) reaches it in feed order
+//! through the same hub stream as the data, and makes it check access again before it delivers
+//! anything further: a removed member gets no event committed after the removal. Access, and
+//! the API token the connection signed in with, are also checked again at most every
+//! [`REAUTHORIZE_EVERY`], so a revoked token's subscriptions end too.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -23,7 +26,7 @@ use sqlx::AssertSqlSafe;
 use tokio::sync::broadcast;
 
 use super::access::{authorize_in, authorize_table, parse_id, require_admin};
-use super::context::{Services, parse_position, services, viewer, wait_for};
+use super::context::{ApiTokenCredential, Services, parse_position, services, viewer, wait_for};
 use super::error::{ApiError, ApiResult};
 use super::history::{CellChangeNode, EventFilterInput};
 use super::types::{ActorNode, EventNode};
@@ -205,19 +208,67 @@ pub async fn rebuild(svc: &Services, name: &str) -> ApiResult<RebuildResult> {
 struct Guard {
     svc: Services,
     user: Authenticated,
+    /// The API token the connection signed in with, if any.
+    api_token: Option<ApiTokenCredential>,
     workspaces: Vec<(WorkspaceId, Option<pyairtable_domain::ids::BaseId>)>,
     action: Action,
     checked: Instant,
 }
 
 impl Guard {
-    /// Whether the caller still has access (checking at most every [`REAUTHORIZE_EVERY`]).
-    async fn still_allowed(&mut self) -> bool {
-        if self.checked.elapsed() < REAUTHORIZE_EVERY {
-            return true;
+    fn new(
+        svc: &Services,
+        ctx: &Context<'_>,
+        user: Authenticated,
+        workspaces: Vec<(WorkspaceId, Option<pyairtable_domain::ids::BaseId>)>,
+        action: Action,
+    ) -> Self {
+        Self {
+            svc: svc.clone(),
+            user,
+            api_token: ctx.data::<ApiTokenCredential>().ok().cloned(),
+            workspaces,
+            action,
+            checked: Instant::now(),
+        }
+    }
+
+    /// Whether `event` changes one of the guarded workspaces (its membership, roles or state).
+    fn changes_access(&self, event: &RecordedEvent) -> bool {
+        use pyairtable_projections::names::{aggregate_id, aggregate_kind};
+        aggregate_kind(&event.stream_id) == "workspace"
+            && self
+                .workspaces
+                .iter()
+                .any(|(w, _)| w.as_str() == aggregate_id(&event.stream_id))
+    }
+
+    /// Checks access before `event` (or anything after it) is delivered: at once when the event
+    /// changes a guarded workspace, otherwise when the last check is older than
+    /// [`REAUTHORIZE_EVERY`]. Returns the error that ends the subscription when access is gone.
+    async fn check(&mut self, event: &RecordedEvent) -> Option<async_graphql::Error> {
+        if !self.changes_access(event) && self.checked.elapsed() < REAUTHORIZE_EVERY {
+            return None;
+        }
+        if let Some(ApiTokenCredential(token)) = &self.api_token
+            && self
+                .svc
+                .platform
+                .auth()
+                .verify_api_token(token)
+                .await
+                .is_err()
+        {
+            return Some(
+                ApiError::Unauthenticated(
+                    "the API token was revoked or its account deactivated; subscription ended"
+                        .to_owned(),
+                )
+                .into(),
+            );
         }
         for (workspace, base) in &self.workspaces {
-            let ok = authorize_in(
+            let allowed = authorize_in(
                 &self.svc,
                 &self.user,
                 workspace,
@@ -225,20 +276,19 @@ impl Guard {
                 base.as_ref(),
                 ("workspace", workspace.as_str()),
             )
-            .await
-            .is_ok();
-            if !ok {
-                return false;
+            .await;
+            if allowed.is_err() {
+                return Some(
+                    ApiError::Forbidden(
+                        "access to the workspace was withdrawn; subscription ended".to_owned(),
+                    )
+                    .into(),
+                );
             }
         }
         self.checked = Instant::now();
-        true
+        None
     }
-}
-
-fn revoked() -> async_graphql::Error {
-    ApiError::Forbidden("access to the workspace was withdrawn; subscription ended".to_owned())
-        .into()
 }
 
 /// Whether a record event belongs to the watched table: creations say so, other events are
@@ -420,16 +470,18 @@ async fn record_changes(
     let user = viewer(ctx)?.clone();
     let table: TableId = parse_id(&table_id)?;
     let at = authorize_table(&svc, &user, &table, Action::ReadRecords).await?;
-    let filter =
-        EventFilter::for_workspaces([at.workspace_id.to_string()]).with_aggregate_kinds(["record"]);
+    // The workspace's own events come through too, in feed order with the records', so a
+    // membership change is seen before any record event committed after it.
+    let filter = EventFilter::for_workspaces([at.workspace_id.to_string()])
+        .with_aggregate_kinds(["record", "workspace"]);
     let live: BoxStream<'static, _> = Box::pin(svc.hub.live(filter));
-    let guard = Guard {
-        svc: svc.clone(),
+    let guard = Guard::new(
+        &svc,
+        ctx,
         user,
-        workspaces: vec![(at.workspace_id.clone(), at.base_id.clone())],
-        action: Action::ReadRecords,
-        checked: Instant::now(),
-    };
+        vec![(at.workspace_id.clone(), at.base_id.clone())],
+        Action::ReadRecords,
+    );
     let state = (
         live,
         svc,
@@ -453,14 +505,17 @@ async fn record_changes(
                         continue;
                     }
                 };
+                if let Some(ended) = guard.check(&event).await {
+                    return Some((Err(ended), (live, svc, guard, known, table, true)));
+                }
+                if pyairtable_projections::names::aggregate_kind(&event.stream_id) != "record" {
+                    continue;
+                }
                 let Some(decoded) = decode_record_event(&event) else {
                     continue;
                 };
                 if !in_table(&svc, &mut known, &table, &event, &decoded).await {
                     continue;
-                }
-                if !guard.still_allowed().await {
-                    return Some((Err(revoked()), (live, svc, guard, known, table, true)));
                 }
                 if let Some(change) = record_change(&event, decoded) {
                     return Some((Ok(change), (live, svc, guard, known, table, false)));
@@ -493,16 +548,24 @@ async fn events(
             allowed,
         )
     };
-    let mut hub_filter = base_filter;
+    let mut wanted = base_filter.clone();
     if let Some(s) = &filter.stream_ids {
-        hub_filter = hub_filter.with_stream_ids(s.iter().cloned());
+        wanted = wanted.with_stream_ids(s.iter().cloned());
     }
     if let Some(k) = &filter.aggregate_kinds {
-        hub_filter = hub_filter.with_aggregate_kinds(k.iter().cloned());
+        wanted = wanted.with_aggregate_kinds(k.iter().cloned());
     }
     if let Some(t) = &filter.event_types {
-        hub_filter = hub_filter.with_event_types(t.iter().cloned());
+        wanted = wanted.with_event_types(t.iter().cloned());
     }
+    // A guarded subscription must see its workspaces' own events whatever the caller asked
+    // for, so the hub delivers every event of those workspaces (it filters in memory either
+    // way) and the caller's restrictions are applied here, after the access check.
+    let hub_filter = if workspaces.is_empty() {
+        wanted.clone()
+    } else {
+        base_filter
+    };
     let events: BoxStream<'static, _> = match after {
         Some(token) => {
             let after = parse_position(&token, "after")?;
@@ -510,26 +573,29 @@ async fn events(
         }
         None => Box::pin(svc.hub.live(hub_filter)),
     };
-    let guard = Guard {
-        svc: svc.clone(),
+    let guard = Guard::new(
+        &svc,
+        ctx,
         user,
-        workspaces: workspaces.into_iter().map(|w| (w, None)).collect(),
-        action: Action::ReadAuditLog,
-        checked: Instant::now(),
-    };
+        workspaces.into_iter().map(|w| (w, None)).collect(),
+        Action::ReadAuditLog,
+    );
     Ok(futures::stream::unfold(
-        (events, guard, false),
-        |(mut events, mut guard, ended)| async move {
+        (events, guard, wanted, false),
+        |(mut events, mut guard, wanted, ended)| async move {
             if ended {
                 return None;
             }
             loop {
                 match events.next().await? {
                     Ok(event) => {
-                        if !guard.still_allowed().await {
-                            return Some((Err(revoked()), (events, guard, true)));
+                        if let Some(ended) = guard.check(&event).await {
+                            return Some((Err(ended), (events, guard, wanted, true)));
                         }
-                        return Some((Ok(EventNode::from(&event)), (events, guard, false)));
+                        if !wanted.matches(&event) {
+                            continue;
+                        }
+                        return Some((Ok(EventNode::from(&event)), (events, guard, wanted, false)));
                     }
                     Err(crate::realtime::RealtimeError::Closed) => return None,
                     Err(error) => {

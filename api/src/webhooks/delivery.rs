@@ -35,6 +35,7 @@ use super::payload::assemble;
 use super::repo::{self, WebhookRow};
 use super::resolve::{Resolver, Scope};
 use super::spec::Specification;
+use super::target::{GuardedResolver, is_refused, literal_refused};
 use crate::realtime::EventFilter;
 use crate::rest::cells::iso;
 use crate::state::AppState;
@@ -45,6 +46,11 @@ const BATCH: usize = 500;
 const PING_CLAIM: i64 = 32;
 /// How often old payloads and attempts are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// What a ping records when the notification URL leads only to addresses webhooks may not
+/// call (the address itself is not shown: it may describe the server's own network).
+pub const REFUSED_MESSAGE: &str = "The notification URL resolves to a private, loopback or \
+    otherwise non-public address, which webhooks may not call";
 
 /// The header carrying the body's MAC.
 pub const MAC_HEADER: &str = "X-Airtable-Content-MAC";
@@ -324,9 +330,14 @@ async fn ping_loop(state: AppState, mut stop: watch::Receiver<bool>) {
     // reqwest here is built without a default TLS provider: install ring (a no-op when the
     // binary already did).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Every connection goes through the guarded resolver, and straight to the address it
+    // approved: no redirect (a receiver could point it anywhere) and no proxy (the proxy's
+    // address would be checked instead of the receiver's).
     let client = match reqwest::Client::builder()
         .timeout(config.timeout)
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(GuardedResolver::new(config.allow_private.clone()))
         .user_agent("pyairtable-webhooks")
         .build()
     {
@@ -411,13 +422,18 @@ async fn deliver(pool: &PgPool, client: &reqwest::Client, config: &WebhookConfig
     .to_string();
     let mac = sign(&ping.secret, body.as_bytes());
     let started = Instant::now();
-    let sent = client
-        .post(&ping.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(MAC_HEADER, mac)
-        .body(body)
-        .send()
-        .await;
+    let sent = if literal_refused(&ping.url, &config.allow_private) {
+        Err(None)
+    } else {
+        client
+            .post(&ping.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(MAC_HEADER, mac)
+            .body(body)
+            .send()
+            .await
+            .map_err(Some)
+    };
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (status, failure) = match sent {
         Ok(response) if response.status().is_success() => (Some(response.status().as_u16()), None),
@@ -428,8 +444,11 @@ async fn deliver(pool: &PgPool, client: &reqwest::Client, config: &WebhookConfig
                 Some(format!("The notification URL answered HTTP {status}")),
             )
         }
-        Err(error) => {
-            let reason = if error.is_timeout() {
+        Err(None) => (None, Some(REFUSED_MESSAGE.to_owned())),
+        Err(Some(error)) => {
+            let reason = if is_refused(&error) {
+                REFUSED_MESSAGE
+            } else if error.is_timeout() {
                 "The notification URL did not answer in time"
             } else if error.is_connect() {
                 "Could not connect to the notification URL"

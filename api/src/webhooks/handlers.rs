@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 
 use super::repo::{self, NewWebhook};
 use super::spec::{DataType, Specification};
+use super::target::check_notification_url;
 use crate::rest::access::{OpenBase, RestCaller, open_base};
 use crate::rest::body::JsonBody;
 use crate::rest::cells::iso;
@@ -78,7 +79,9 @@ fn webhook_not_found() -> RestError {
 /// `POST /v0/bases/{baseId}/webhooks`: registers a webhook and shows its MAC secret once.
 ///
 /// # Errors
-/// 401/403 as every base call; 422 `INVALID_REQUEST_UNKNOWN` for a bad URL or specification;
+/// 401/403 as every base call; 422 `INVALID_REQUEST_UNKNOWN` for a bad specification or a
+/// notification URL that is not http(s) or points to a non-public address (see
+/// [`super::target`]);
 /// 422 `TOO_MANY_WEBHOOKS` beyond the per-base limit.
 pub async fn create(
     State(state): State<AppState>,
@@ -89,7 +92,12 @@ pub async fn create(
     let open = open_for_management(&state, &caller, &base).await?;
     let url = match body.get("notificationUrl") {
         None | Some(Value::Null) => None,
-        Some(Value::String(url)) => Some(check_url(url)?),
+        Some(Value::String(url)) => Some(
+            check_notification_url(url, &state.webhooks.config.allow_private)
+                .await
+                .map_err(|e| RestError::invalid_request(format!("Invalid request: {e}")))?
+                .to_string(),
+        ),
         Some(_) => {
             return Err(RestError::invalid_request(
                 "Invalid request: notificationUrl must be a string",
@@ -158,19 +166,6 @@ pub async fn create(
         "macSecretBase64": STANDARD.encode(secret),
         "expirationTime": iso(expires_at),
     })))
-}
-
-/// A notification URL must be an absolute http(s) URL.
-fn check_url(raw: &str) -> RestResult<String> {
-    let parsed = reqwest::Url::parse(raw.trim()).map_err(|_| {
-        RestError::invalid_request("Invalid request: notificationUrl is not a valid URL")
-    })?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(RestError::invalid_request(
-            "Invalid request: notificationUrl must be an http or https URL",
-        ));
-    }
-    Ok(parsed.to_string())
 }
 
 /// `GET /v0/bases/{baseId}/webhooks`.

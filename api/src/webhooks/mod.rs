@@ -9,6 +9,7 @@ pub mod payload;
 pub mod repo;
 pub mod resolve;
 pub mod spec;
+pub mod target;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tokio::sync::Notify;
 
 pub use delivery::spawn;
 
+use crate::config::PrivateTargets;
 use crate::state::AppState;
 
 /// Environment variable: coalescing window of pings, in milliseconds.
@@ -53,6 +55,9 @@ pub struct WebhookConfig {
     pub ping_poll: Duration,
     /// Webhooks a base may have (Airtable allows 10).
     pub max_per_base: i64,
+    /// Non-public destinations pings may reach anyway (none by default: public addresses
+    /// only). See [`target`].
+    pub allow_private: PrivateTargets,
 }
 
 impl Default for WebhookConfig {
@@ -66,6 +71,7 @@ impl Default for WebhookConfig {
             poll: Duration::from_secs(1),
             ping_poll: Duration::from_millis(250),
             max_per_base: 10,
+            allow_private: PrivateTargets::default(),
         }
     }
 }
@@ -85,7 +91,8 @@ impl WebhookConfig {
     /// The defaults, overridden by the `PYAIRTABLE_WEBHOOK_*` variables that are set.
     ///
     /// # Errors
-    /// When a variable is set to something that is not a whole number.
+    /// When a variable is set to something that is not a whole number, or the allow-list of
+    /// private destinations does not parse.
     pub fn from_env() -> anyhow::Result<Self> {
         let mut config = Self::default();
         env_ms(COALESCE_ENV, &mut config.coalesce)?;
@@ -93,6 +100,7 @@ impl WebhookConfig {
         env_ms(RETRY_MAX_ENV, &mut config.retry_max_delay)?;
         env_ms(TIMEOUT_ENV, &mut config.timeout)?;
         env_ms(POLL_ENV, &mut config.poll)?;
+        config.allow_private = PrivateTargets::from_env()?;
         if let Ok(raw) = std::env::var(MAX_RETRIES_ENV) {
             config.max_retries = raw.trim().parse().map_err(|_| {
                 anyhow::anyhow!("{MAX_RETRIES_ENV}: expected a whole number, got {raw:?}")

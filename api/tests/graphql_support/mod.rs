@@ -139,6 +139,14 @@ impl Server {
 
     /// Opens a `graphql-transport-ws` connection authenticated with `token`.
     pub async fn ws(&self, token: Option<&str>) -> Ws {
+        let (ws, ack) = self.ws_init(token).await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+        ws
+    }
+
+    /// Opens a `graphql-transport-ws` connection, sends `connection_init` with `token` and
+    /// returns the server's answer (`connection_ack`, or a close when it refuses).
+    pub async fn ws_init(&self, token: Option<&str>) -> (Ws, Value) {
         let url = format!("{}/graphql", self.base_url.replacen("http", "ws", 1));
         let mut request = url.into_client_request().expect("ws request");
         request.headers_mut().insert(
@@ -159,12 +167,54 @@ impl Server {
             .await
             .expect("send connection_init");
         let mut ws = Ws { socket, next_id: 0 };
-        let ack = ws
+        let answer = ws
             .next_message(Duration::from_secs(10))
             .await
-            .expect("connection_ack in time");
-        assert_eq!(ack["type"], "connection_ack", "{ack}");
-        ws
+            .expect("an answer to connection_init in time");
+        (ws, answer)
+    }
+
+    /// Creates a workspace with a base and a table `T` (fields `Name`, `N`) as the holder of
+    /// `token`.
+    pub async fn workspace_with_table(&self, token: &str) -> Fixture {
+        let t = Some(token);
+        let workspace_id = self
+            .data(
+                t,
+                "mutation { createWorkspace(name: \"Live\") { workspace { id } } }",
+                json!({}),
+            )
+            .await["createWorkspace"]["workspace"]["id"]
+            .as_str()
+            .expect("workspace id")
+            .to_owned();
+        let base_id = self
+            .data(
+                t,
+                "mutation($w: ID!) { createBase(workspaceId: $w, name: \"B\") { base { id } } }",
+                json!({ "w": workspace_id }),
+            )
+            .await["createBase"]["base"]["id"]
+            .as_str()
+            .expect("base id")
+            .to_owned();
+        let table = self
+            .data(
+                t,
+                "mutation($b: ID!) { createTable(baseId: $b, name: \"T\", fields: [{name: \"Name\", type: \"singleLineText\"}, {name: \"N\", type: \"number\", options: {precision: 0}}]) { table { id } consistencyToken } }",
+                json!({ "b": base_id }),
+            )
+            .await["createTable"]
+            .clone();
+        Fixture {
+            workspace_id,
+            base_id,
+            table_id: table["table"]["id"].as_str().expect("table id").to_owned(),
+            consistency_token: table["consistencyToken"]
+                .as_str()
+                .expect("consistency token")
+                .to_owned(),
+        }
     }
 
     /// Stops the server and removes everything its namespace created (schemas, the JetStream
@@ -201,6 +251,36 @@ impl Server {
         }
         store.cleanup().await.expect("cleanup");
     }
+}
+
+/// A workspace with a base and a table, made by [`Server::workspace_with_table`].
+pub struct Fixture {
+    /// `wsp…`.
+    pub workspace_id: String,
+    /// `app…`.
+    pub base_id: String,
+    /// `tbl…`.
+    pub table_id: String,
+    /// The consistency token of the table's creation.
+    pub consistency_token: String,
+}
+
+/// The error code of a refused or ended subscription: an `error` message, or a `next`
+/// carrying errors and no data (what async-graphql sends when the resolver refuses to start
+/// or the stream yields an error).
+pub fn refusal_code(message: &Value) -> String {
+    let errors = match message["type"].as_str() {
+        Some("error") => &message["payload"],
+        Some("next") => {
+            assert!(message["payload"]["data"].is_null(), "{message}");
+            &message["payload"]["errors"]
+        }
+        _ => panic!("not a refusal: {message}"),
+    };
+    errors[0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
 }
 
 /// A `graphql-transport-ws` client connection.
