@@ -49,6 +49,20 @@ ensure_packages() {
   apt_install "${pkgs[@]}"
 }
 
+# Chromium and playwright-core for the GraphiQL browser test (api/tests/graphql_browser.rs).
+# Best effort: without them that test says what is missing and skips.
+ensure_browser_tools() {
+  local pkgs=()
+  command -v chromium >/dev/null || pkgs+=(chromium)
+  command -v node >/dev/null || pkgs+=(nodejs npm)
+  [ ${#pkgs[@]} -eq 0 ] || apt_install "${pkgs[@]}" || log "could not install ${pkgs[*]}; the browser test will skip"
+  if command -v npm >/dev/null && [ ! -d api/tests/browser/node_modules/playwright-core ]; then
+    log "installing playwright-core for the browser test"
+    npm ci --prefix api/tests/browser --no-audit --no-fund --loglevel=error \
+      || log "npm ci failed; the browser test will skip"
+  fi
+}
+
 ensure_rust() {
   if ! command -v cargo >/dev/null; then
     [ -x "$HOME/.cargo/bin/cargo" ] || {

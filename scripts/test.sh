@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/services.sh
 ensure_services
 ensure_rust
+ensure_browser_tools
 # The tests create and drop their own schemas inside this database.
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://pyairtable:pyairtable@127.0.0.1:5432/pyairtable_test}"
 log "checking formatting"
