@@ -484,6 +484,31 @@ async fn lag_run(
             .with_context(|| format!("{name} catching up with the seed"))?;
     }
 
+    // On the bus: a plain NATS subscriber notes when each event arrives, to split the lag
+    // into relay (commit to JetStream) and projection (JetStream to read model).
+    let on_bus: Arc<Mutex<BTreeMap<Position, Instant>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    let bus = {
+        let nats = async_nats::connect(
+            std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+        )
+        .await?;
+        let mut sub = nats.subscribe(projections.names().all_subjects()).await?;
+        let on_bus = Arc::clone(&on_bus);
+        tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let at = Instant::now();
+                let position = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(pyairtable_projections::relay::HEADER_POSITION))
+                    .and_then(|v| Position::parse(v.as_str()).ok());
+                if let Some(p) = position {
+                    on_bus.lock().await.entry(p).or_insert(at);
+                }
+            }
+        })
+    };
+    let committed_at: Arc<Mutex<Vec<(Position, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
     let pending: Pending = Arc::new(Mutex::new(BTreeMap::new()));
     let wake = Arc::new(Notify::new());
     let lags: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
@@ -548,11 +573,12 @@ async fn lag_run(
             )
         };
         let meta = metadata(&mut rng);
-        let (store, pending, wake, appends) = (
+        let (store, pending, wake, appends, committed_at) = (
             store.store().clone(),
             Arc::clone(&pending),
             Arc::clone(&wake),
             Arc::clone(&appends),
+            Arc::clone(&committed_at),
         );
         writers.spawn(async move {
             let t0 = Instant::now();
@@ -566,6 +592,7 @@ async fn lag_run(
                 .await?;
             let committed = Instant::now();
             pending.lock().await.insert(result.position, committed);
+            committed_at.lock().await.push((result.position, committed));
             wake.notify_one();
             appends.lock().await.push(committed - t0);
             anyhow::Ok(())
@@ -588,6 +615,15 @@ async fn lag_run(
         let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
     }
 
+    bus.abort();
+    let on_bus = std::mem::take(&mut *on_bus.lock().await);
+    let mut bus_lags: Vec<Duration> = committed_at
+        .lock()
+        .await
+        .iter()
+        .filter_map(|(p, t)| on_bus.get(p).map(|at| at.saturating_duration_since(*t)))
+        .collect();
+    bus_lags.sort();
     let mut lags = std::mem::take(&mut *lags.lock().await);
     let mut appends = std::mem::take(&mut *appends.lock().await);
     ensure!(
@@ -603,6 +639,14 @@ async fn lag_run(
         total as f64 / elapsed,
         fmt_ms(percentile(&appends, 50.0)),
         fmt_ms(percentile(&appends, 99.0)),
+    );
+    println!(
+        "commit-to-bus lag (relay, {} of {total} seen): p50 {} p95 {} p99 {} max {}",
+        bus_lags.len(),
+        fmt_ms(percentile(&bus_lags, 50.0)),
+        fmt_ms(percentile(&bus_lags, 95.0)),
+        fmt_ms(percentile(&bus_lags, 99.0)),
+        fmt_ms(*bus_lags.last().unwrap_or(&Duration::ZERO)),
     );
     println!(
         "commit-to-read-model lag (records): p50 {} p95 {} p99 {} max {} (target p99 < {}: {}); load average {}",
