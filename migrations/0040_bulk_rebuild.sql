@@ -8,7 +8,8 @@
 --
 -- Revisions also stop carrying a copy of the record's whole cells after every version: nothing
 -- reads it (history and time travel fold the event log, the source of truth), and it was most
--- of a rebuild's writes. A revision keeps what changed (`changed_fields`, `changes`).
+-- of a rebuild's writes. A revision keeps what changed (`changed_fields`, `changes`). Their
+-- unique index on `event_id` goes too: the primary key (record_id, version) names the event.
 
 CREATE TABLE rm_deferred_indexes (
     projection text    NOT NULL,
@@ -32,6 +33,11 @@ BEGIN
     IF p_projection = 'records' THEN
         EXECUTE format('ALTER TABLE %I.%I DROP COLUMN cells',
                        p_schema, 'record_revisions_g' || p_generation);
+        -- (record_id, version), the primary key, already names one event: a second unique
+        -- index on event_id only cost every insert and every rebuild.
+        EXECUTE format('ALTER TABLE %I.%I DROP CONSTRAINT %I',
+                       p_schema, 'record_revisions_g' || p_generation,
+                       'record_revisions_g' || p_generation || '_event_id_key');
     END IF;
     DELETE FROM rm_deferred_indexes
      WHERE projection = p_projection AND generation = p_generation;

@@ -278,6 +278,14 @@ impl Relay {
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
     ) -> Result<()> {
         self.ensure_stream().await?;
+        // The checkpoint is written after every acknowledged batch, on the path to the next
+        // one. One lost to a server crash only means republishing events JetStream drops as
+        // duplicates (message ids, within the duplicate window), so it need not wait for the
+        // WAL flush.
+        sqlx::query("SET synchronous_commit = off")
+            .execute(&mut *lock)
+            .await
+            .map_err(ProjectionError::pg("setting up the relay checkpoint"))?;
         let mut checkpoint = read_checkpoint(lock, &self.config.name).await?;
         debug!(relay = %self.config.name, %checkpoint, "relay starts tailing");
         let feed = self

@@ -560,7 +560,7 @@ async fn a_bulk_rebuild_equals_the_live_tables_and_a_classic_rebuild() -> Result
     .fetch_one(env.test.store().pool())
     .await?;
     ensure!(
-        indexes == 3,
+        indexes == 2,
         "record_revisions has {indexes} indexes after the rebuild"
     );
 
