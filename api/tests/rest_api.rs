@@ -433,6 +433,35 @@ async fn records_metadata_and_errors_behave_like_airtable() {
     assert_eq!(strings["records"][0]["fields"]["Due"], "5/1/2024");
     let (status, _) = api.get(&format!("{tasks}?cellFormat=string")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // userLocale decides the date order and the decimal separator.
+    let german = api
+        .ok(Method::GET, &format!("{tasks}?cellFormat=string&timeZone=Europe%2FBerlin&userLocale=de&filterByFormula=%7BDone%7D"), None)
+        .await;
+    assert_eq!(german["records"][0]["fields"]["Points"], "5,0");
+    assert_eq!(german["records"][0]["fields"]["Due"], "1.5.2024");
+    let british = api
+        .ok(
+            Method::GET,
+            &format!(
+                "{tasks}?cellFormat=string&timeZone=UTC&userLocale=en-gb&filterByFormula=%7BDone%7D"
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(british["records"][0]["fields"]["Due"], "01/05/2024");
+    for bad in [
+        "cellFormat=string&timeZone=UTC",
+        "cellFormat=string&userLocale=en-us",
+        "cellFormat=string&timeZone=UTC&userLocale=tlh",
+        "cellFormat=string&timeZone=Mars%2FOlympus&userLocale=en-us",
+    ] {
+        let (status, body) = api.get(&format!("{tasks}?{bad}")).await;
+        assert_eq!(
+            (status, error_type(&body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST_UNKNOWN"),
+            "{bad}: {body}"
+        );
+    }
 
     // Get, PATCH merges, PUT replaces.
     let one = api
@@ -494,6 +523,60 @@ async fn records_metadata_and_errors_behave_like_airtable() {
         "PATCH upsert merges"
     );
     let new_id = upserted["createdRecords"][0].as_str().unwrap().to_owned();
+
+    // An upsert is one atomic write: when its update part fails, nothing is created ...
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &tasks,
+            Some(
+                json!({"performUpsert": {"fieldsToMergeOn": ["Name"]}, "records": [
+                    {"fields": {"Name": "Atomic one", "Points": 1}},
+                    {"id": "recAAAAAAAAAAAAAA", "fields": {"Points": 3}},
+                ]}),
+            ),
+        )
+        .await;
+    assert_ne!(status, StatusCode::OK, "{body}");
+    let leftover = api
+        .ok(
+            Method::POST,
+            &format!("{tasks}/listRecords"),
+            Some(json!({"filterByFormula": "{Name} = 'Atomic one'"})),
+        )
+        .await;
+    assert_eq!(
+        leftover["records"],
+        json!([]),
+        "a failed upsert created a record"
+    );
+    // ... and when its create part fails, nothing is updated.
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &tasks,
+            Some(
+                json!({"performUpsert": {"fieldsToMergeOn": ["Name"]}, "records": [
+                    {"fields": {"Name": "Plan", "Points": 7}},
+                    {"fields": {"Name": "Atomic two", "Points": "not a number"}},
+                ]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(error_type(&body), "INVALID_VALUE_FOR_COLUMN");
+    let plan = api
+        .ok(
+            Method::POST,
+            &format!("{tasks}/listRecords"),
+            Some(json!({"filterByFormula": "OR({Name} = 'Plan', {Name} = 'Atomic two')"})),
+        )
+        .await;
+    assert_eq!(plan["records"].as_array().unwrap().len(), 1, "{plan}");
+    assert_eq!(
+        plan["records"][0]["fields"]["Points"], 2.0,
+        "a failed upsert updated a record"
+    );
 
     // Comments.
     let comments = format!("{tasks}/{solo_id}/comments");

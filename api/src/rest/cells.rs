@@ -183,6 +183,8 @@ pub struct Render<'a> {
     pub format: CellFormat,
     /// Zone for display strings.
     pub tz: Tz,
+    /// Locale for display strings.
+    pub locale: Locale,
 }
 
 impl<'a> Render<'a> {
@@ -195,6 +197,7 @@ impl<'a> Render<'a> {
             by_id,
             format: CellFormat::Json,
             tz: chrono_tz::UTC,
+            locale: Locale::EnUs,
         }
     }
 
@@ -223,7 +226,7 @@ impl<'a> Render<'a> {
             };
             let value = match self.format {
                 CellFormat::Json => cell.clone(),
-                CellFormat::String => Value::String(display(field, cell, self.tz)),
+                CellFormat::String => Value::String(display(field, cell, self.tz, self.locale)),
             };
             fields.insert(key, value);
         }
@@ -231,12 +234,81 @@ impl<'a> Render<'a> {
     }
 }
 
-/// A cell as Airtable's `cellFormat=string` shows it.
+/// A `userLocale` of `cellFormat=string`: how dates, times and decimals are written.
+///
+/// Only locales whose conventions are fixed and simple are accepted (see [`Locale::parse`]);
+/// the formats are the usual short forms of each (as `Intl.DateTimeFormat` writes them):
+///
+/// | locale | date | date and time | decimal |
+/// |---|---|---|---|
+/// | `en`, `en-us` | `1/5/2024` | `1/5/2024 3:04pm` | `1.5` |
+/// | `en-gb` | `05/01/2024` | `05/01/2024 15:04` | `1.5` |
+/// | `de`, `de-de`, `de-at` | `5.1.2024` | `5.1.2024 15:04` | `1,5` |
+/// | `fr`, `fr-fr` | `05/01/2024` | `05/01/2024 15:04` | `1,5` |
+///
+/// Numbers keep the field's precision and have no thousands separator in every locale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Locale {
+    /// American English.
+    EnUs,
+    /// British English.
+    EnGb,
+    /// German.
+    De,
+    /// French.
+    Fr,
+}
+
+impl Locale {
+    /// Every accepted `userLocale` value.
+    pub const ACCEPTED: [&'static str; 8] = [
+        "en", "en-us", "en-gb", "de", "de-de", "de-at", "fr", "fr-fr",
+    ];
+
+    /// Reads a `userLocale` (case-insensitive, `-` or `_`); `None` for locales not supported.
+    #[must_use]
+    pub fn parse(raw: &str) -> Option<Self> {
+        let tag = raw.trim().to_ascii_lowercase().replace('_', "-");
+        Some(match tag.as_str() {
+            "en" | "en-us" => Self::EnUs,
+            "en-gb" => Self::EnGb,
+            "de" | "de-de" | "de-at" => Self::De,
+            "fr" | "fr-fr" => Self::Fr,
+            _ => return None,
+        })
+    }
+
+    fn date_format(self) -> &'static str {
+        match self {
+            Self::EnUs => "%-m/%-d/%Y",
+            Self::EnGb | Self::Fr => "%d/%m/%Y",
+            Self::De => "%-d.%-m.%Y",
+        }
+    }
+
+    fn time_format(self) -> &'static str {
+        match self {
+            Self::EnUs => "%-I:%M%P",
+            Self::EnGb | Self::De | Self::Fr => "%H:%M",
+        }
+    }
+
+    /// A number with `precision` decimals, with the locale's decimal separator.
+    fn number(self, n: f64, precision: usize) -> String {
+        let text = format!("{n:.precision$}");
+        match self {
+            Self::EnUs | Self::EnGb => text,
+            Self::De | Self::Fr => text.replace('.', ","),
+        }
+    }
+}
+
+/// A cell as Airtable's `cellFormat=string` shows it, in zone `tz` and `locale`.
 #[must_use]
-pub fn display(field: &FieldDef, cell: &Value, tz: Tz) -> String {
+pub fn display(field: &FieldDef, cell: &Value, tz: Tz, locale: Locale) -> String {
     let number = |precision: u8| {
         cell.as_f64()
-            .map(|n| format!("{n:.*}", usize::from(precision)))
+            .map(|n| locale.number(n, usize::from(precision)))
             .unwrap_or_default()
     };
     match &field.field_type {
@@ -244,7 +316,7 @@ pub fn display(field: &FieldDef, cell: &Value, tz: Tz) -> String {
         FieldType::Currency(o) => format!("{}{}", o.symbol, number(o.precision)),
         FieldType::Percent(o) => cell
             .as_f64()
-            .map(|n| format!("{:.*}%", usize::from(o.precision), n * 100.0))
+            .map(|n| format!("{}%", locale.number(n * 100.0, usize::from(o.precision))))
             .unwrap_or_default(),
         FieldType::Checkbox(_) => {
             if cell.as_bool() == Some(true) {
@@ -264,7 +336,11 @@ pub fn display(field: &FieldDef, cell: &Value, tz: Tz) -> String {
             match cell.as_str().and_then(formula::parse_datetime) {
                 Some(t) => t
                     .with_timezone(&tz)
-                    .format("%-m/%-d/%Y %-I:%M%P")
+                    .format(&format!(
+                        "{} {}",
+                        locale.date_format(),
+                        locale.time_format()
+                    ))
                     .to_string(),
                 None => cell.as_str().unwrap_or_default().to_owned(),
             }
@@ -273,7 +349,7 @@ pub fn display(field: &FieldDef, cell: &Value, tz: Tz) -> String {
             .as_str()
             .and_then(|s| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok())
         {
-            Some(d) => d.format("%-m/%-d/%Y").to_string(),
+            Some(d) => d.format(locale.date_format()).to_string(),
             None => cell.as_str().unwrap_or_default().to_owned(),
         },
         FieldType::MultipleRecordLinks(_) => match cell.as_array() {
@@ -366,5 +442,38 @@ mod tests {
         .record(&row);
         assert_eq!(strings["fields"]["N"], "1.50");
         assert_eq!(strings["fields"]["Twice"], "3");
+    }
+
+    #[test]
+    fn display_strings_follow_the_locale() {
+        let field = |t: FieldType| FieldDef {
+            id: FieldId::parse("fld0000000000000z").unwrap(),
+            name: "X".to_owned(),
+            description: None,
+            field_type: t,
+        };
+        let date = field(FieldType::Date(pyairtable_domain::fields::DateOptions {
+            date_format: pyairtable_domain::fields::DateFormat::Iso,
+        }));
+        let created = field(FieldType::CreatedTime);
+        let number = field(FieldType::Number(NumberOptions { precision: 2 }));
+        let paris = chrono_tz::Europe::Paris;
+        let cases = [
+            ("en-US", "1/5/2024", "1/5/2024 4:04pm", "1234.50"),
+            ("en-gb", "05/01/2024", "05/01/2024 16:04", "1234.50"),
+            ("de", "5.1.2024", "5.1.2024 16:04", "1234,50"),
+            ("fr_FR", "05/01/2024", "05/01/2024 16:04", "1234,50"),
+        ];
+        for (tag, d, t, n) in cases {
+            let locale = Locale::parse(tag).unwrap();
+            assert_eq!(display(&date, &json!("2024-01-05"), paris, locale), d);
+            assert_eq!(
+                display(&created, &json!("2024-01-05T15:04:05.000Z"), paris, locale),
+                t
+            );
+            assert_eq!(display(&number, &json!(1234.5), paris, locale), n);
+        }
+        assert_eq!(Locale::parse("xx-yy"), None);
+        assert!(Locale::ACCEPTED.iter().all(|l| Locale::parse(l).is_some()));
     }
 }

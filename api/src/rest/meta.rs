@@ -111,7 +111,7 @@ pub async fn list_bases(
         if key == "offset" && !value.is_empty() {
             match Offset::decode(&value, query_fp)?.cursor {
                 Cursor::Index { skip: s } => skip = s,
-                Cursor::Keyset { .. } => {
+                Cursor::Keyset { .. } | Cursor::Sorted { .. } => {
                     return Err(RestError::unprocessable(
                         "INVALID_OFFSET_VALUE",
                         "The offset is invalid",

@@ -13,6 +13,7 @@ pub mod meta;
 pub mod params;
 pub mod pushdown;
 pub mod records;
+pub mod scan;
 
 use axum::Router;
 use axum::routing::{get, patch, post};

@@ -243,9 +243,9 @@ impl ListParams {
     }
 }
 
-/// Where a listing stopped: after a record in creation order (`Keyset`) or after `n` records of
-/// a filtered or sorted result (`Index`); `returned` counts records sent so far, for
-/// `maxRecords`.
+/// Where a listing stopped: after a record in creation order (`Keyset`), after a record in a
+/// sort order pushed down to SQL (`Sorted`), or after `n` records of a result ordered in memory
+/// (`Index`); [`Offset::returned`] counts records sent so far, for `maxRecords`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cursor {
     /// After the record created at `created_us` (microseconds since the epoch) with `id`.
@@ -259,6 +259,16 @@ pub enum Cursor {
     Index {
         /// Records already sent.
         skip: usize,
+    },
+    /// After the record with these sort keys (group and value text of each, as SQL printed
+    /// them), creation time and id.
+    Sorted {
+        /// `(group, value)` per sort key.
+        keys: Vec<(i32, String)>,
+        /// Creation time of the last record sent, in microseconds since the epoch.
+        created_us: i64,
+        /// Its id.
+        id: String,
     },
 }
 
@@ -287,12 +297,27 @@ pub fn fingerprint(parts: &[&str]) -> u64 {
 }
 
 impl Offset {
-    /// The token: `itr<query hex>/<returned>/k<micros>.<recId>` or `itr<query hex>/<returned>/i<skip>`.
+    /// The token: `itr<query hex>/<returned>/k<micros>.<recId>`, `…/i<skip>`, or
+    /// `…/s<hex of a JSON [micros, recId, [[group, value], …]]>` (hex keeps any key text
+    /// URL-safe).
     #[must_use]
     pub fn encode(&self) -> String {
         let cursor = match &self.cursor {
             Cursor::Keyset { created_us, id } => format!("k{created_us}.{id}"),
             Cursor::Index { skip } => format!("i{skip}"),
+            Cursor::Sorted {
+                keys,
+                created_us,
+                id,
+            } => {
+                let json = serde_json::json!([created_us, id, keys]).to_string();
+                let mut hex = String::with_capacity(1 + json.len() * 2);
+                hex.push('s');
+                for byte in json.bytes() {
+                    hex.push_str(&format!("{byte:02x}"));
+                }
+                hex
+            }
         };
         format!("itr{:016x}/{}/{cursor}", self.query, self.returned)
     }
@@ -333,6 +358,18 @@ impl Offset {
             Cursor::Index {
                 skip: i.parse().map_err(|_| invalid())?,
             }
+        } else if let Some(hex) = cursor.strip_prefix('s') {
+            let bytes = decode_hex(hex).ok_or_else(invalid)?;
+            let (created_us, id, keys): (i64, String, Vec<(i32, String)>) =
+                serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+            if pyairtable_domain::ids::RecordId::parse(&id).is_err() {
+                return Err(invalid());
+            }
+            Cursor::Sorted {
+                keys,
+                created_us,
+                id,
+            }
         } else {
             return Err(invalid());
         };
@@ -342,6 +379,20 @@ impl Offset {
             returned,
         })
     }
+}
+
+/// Bytes of lowercase or uppercase hex text; `None` for anything else.
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let digit = |b: u8| (b as char).to_digit(16);
+            u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -395,5 +446,23 @@ mod tests {
             returned: 3,
         };
         assert_eq!(Offset::decode(&i.encode(), 7).unwrap(), i);
+        let sorted = Offset {
+            query: 9,
+            cursor: Cursor::Sorted {
+                keys: vec![(2, "a/b é\"".to_owned()), (1, "0".to_owned())],
+                created_us: -5,
+                id: "rec0123456789abcd".to_owned(),
+            },
+            returned: 200,
+        };
+        let token = sorted.encode();
+        assert!(
+            token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'/')
+        );
+        assert_eq!(Offset::decode(&token, 9).unwrap(), sorted);
+        assert!(Offset::decode(&format!("{token}0"), 9).is_err());
+        assert!(Offset::decode("itr0000000000000009/1/szz", 9).is_err());
     }
 }

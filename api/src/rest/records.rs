@@ -1,11 +1,13 @@
 //! Records under `/v0/{baseId}/{tableIdOrName}`: list (GET and `POST .../listRecords`), get,
 //! create, update (PATCH merges, PUT replaces), upsert, delete.
 //!
-//! Reads come from the records read model. A listing without filter and sort pages through it
-//! in creation order with a keyset cursor; a filtered or sorted one narrows the rows in SQL
-//! where the formula translates ([`super::pushdown`]) and always evaluates the formula in Rust
-//! too, so both paths give the same answer. Writes go through [`pyairtable_commands::Platform`]
-//! and wait until the read model shows them before answering (read-your-writes).
+//! Reads come from the records read model. A listing scans it with a keyset cursor
+//! ([`super::scan`]): in creation order, or in its sort order where SQL orders exactly as
+//! [`compare_rows`] does, evaluating the filter formula on each row read and stopping after the
+//! page; other sorts are done in memory. The SQL pre-filter of [`super::pushdown`] only narrows
+//! the rows read. Writes go through [`pyairtable_commands::Platform`] (an upsert's creates and
+//! updates in one atomic write) and wait until the read model shows them before answering
+//! (read-your-writes).
 
 use std::cmp::Ordering;
 
@@ -27,11 +29,11 @@ use sqlx::AssertSqlSafe;
 
 use super::access::{OpenBase, RestCaller, open_base};
 use super::body::{JsonBody, parse};
-use super::cells::{Computed, Render, Row};
+use super::cells::{Computed, Locale, Render, Row};
 use super::error::{RestError, RestResult};
 use super::limits::check_rate;
 use super::params::{CellFormat, Cursor, ListParams, Offset, fingerprint, query_pairs};
-use super::pushdown;
+use super::{pushdown, scan};
 use crate::state::AppState;
 
 /// The projection REST reads records from.
@@ -67,53 +69,6 @@ pub(crate) async fn settle(state: &AppState, projection: &str, position: &str) {
     {
         tracing::warn!(%error, projection, "answering a write before the read model shows it");
     }
-}
-
-/// Rows of a table from the read model, in creation order, optionally after a keyset cursor,
-/// narrowed by a pushed-down predicate, and limited.
-async fn fetch_rows(
-    state: &AppState,
-    table_id: &str,
-    after: Option<(DateTime<Utc>, &str)>,
-    predicate: Option<&pushdown::Sql>,
-    limit: Option<i64>,
-) -> RestResult<Vec<Row>> {
-    let view = state.projections.names().rm_view("records");
-    let mut sql = format!(
-        "SELECT record_id, cells, created_at, updated_at FROM {view}
-          WHERE table_id = $1 AND NOT deleted
-            AND ($2::timestamptz IS NULL OR (created_at, record_id) > ($2, $3))"
-    );
-    if let Some(p) = predicate {
-        // Placeholders of the predicate are numbered from 5 on ($4 is the limit).
-        sql.push_str(" AND (");
-        sql.push_str(&p.text);
-        sql.push(')');
-    }
-    sql.push_str(" ORDER BY created_at, record_id LIMIT $4");
-    let mut query =
-        sqlx::query_as::<_, (String, Value, DateTime<Utc>, DateTime<Utc>)>(AssertSqlSafe(sql))
-            .bind(table_id)
-            .bind(after.map(|a| a.0))
-            .bind(after.map_or("", |a| a.1).to_owned())
-            .bind(limit.unwrap_or(i64::MAX));
-    if let Some(p) = predicate {
-        for arg in &p.args {
-            query = match arg {
-                pushdown::Arg::Text(s) => query.bind(s.clone()),
-                pushdown::Arg::Number(n) => query.bind(*n),
-                pushdown::Arg::Json(v) => query.bind(v.clone()),
-            };
-        }
-    }
-    let rows = query
-        .fetch_all(state.store.pool())
-        .await
-        .map_err(|e| RestError::internal("listing records", &e))?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, cells, created, updated)| Row::from_json_cells(id, &cells, created, updated))
-        .collect())
 }
 
 /// One record from the read model, if it is a live record of `table`.
@@ -153,6 +108,19 @@ fn unknown_field(key: &str) -> RestError {
     )
 }
 
+/// The `userLocale` asked for; American English when none is given (JSON cells ignore it).
+fn parse_locale(raw: Option<&str>) -> RestResult<Locale> {
+    match raw {
+        None => Ok(Locale::EnUs),
+        Some(tag) => Locale::parse(tag).ok_or_else(|| {
+            RestError::invalid_request(format!(
+                "userLocale {tag:?} is not supported; use one of {}",
+                Locale::ACCEPTED.join(", ")
+            ))
+        }),
+    }
+}
+
 fn parse_tz(raw: Option<&str>) -> RestResult<Tz> {
     match raw {
         None => Ok(chrono_tz::UTC),
@@ -181,6 +149,7 @@ fn plan<'t>(table: &'t TableSchema, p: &ListParams) -> RestResult<Plan<'t>> {
             "The cellFormat string requires the timeZone and userLocale parameters",
         ));
     }
+    let locale = parse_locale(p.user_locale.as_deref())?;
     let view = match &p.view {
         None => None,
         Some(key) => Some(
@@ -258,17 +227,15 @@ fn plan<'t>(table: &'t TableSchema, p: &ListParams) -> RestResult<Plan<'t>> {
             })
             .collect::<RestResult<Vec<_>>>()?
     };
-    let sort_text: Vec<String> = sorts
-        .iter()
-        .map(|(f, d)| format!("{}:{d:?}", f.id))
-        .collect();
-    let fingerprint = fingerprint(&[
+    let sort_ids: Vec<(&str, SortDirection)> =
+        sorts.iter().map(|(f, d)| (f.id.as_str(), *d)).collect();
+    let fingerprint = list_fingerprint(
         table.id.as_str(),
-        &formulas.join("\u{1}"),
-        &sort_text.join(","),
-        p.view.as_deref().unwrap_or(""),
-        p.time_zone.as_deref().unwrap_or(""),
-    ]);
+        &formulas,
+        &sort_ids,
+        p.view.as_deref(),
+        p.time_zone.as_deref(),
+    );
     Ok(Plan {
         filter,
         sorts,
@@ -278,12 +245,35 @@ fn plan<'t>(table: &'t TableSchema, p: &ListParams) -> RestResult<Plan<'t>> {
             by_id: p.return_fields_by_field_id,
             format: p.cell_format,
             tz,
+            locale,
         },
         page_size,
         max_records: p.max_records,
         fingerprint,
         tz,
     })
+}
+
+/// The fingerprint an offset token of a listing carries: the table, its filter formulas (the
+/// view's, then `filterByFormula`), its sort keys by field id, the view asked for and the time
+/// zone (which `TODAY()` and `NOW()` comparisons depend on). A token is only accepted by a
+/// listing with the same fingerprint.
+#[must_use]
+pub fn list_fingerprint(
+    table_id: &str,
+    formulas: &[&str],
+    sorts: &[(&str, SortDirection)],
+    view: Option<&str>,
+    time_zone: Option<&str>,
+) -> u64 {
+    let sort_text: Vec<String> = sorts.iter().map(|(id, d)| format!("{id}:{d:?}")).collect();
+    fingerprint(&[
+        table_id,
+        &formulas.join("\u{1}"),
+        &sort_text.join(","),
+        view.unwrap_or(""),
+        time_zone.unwrap_or(""),
+    ])
 }
 
 fn parse_filter(table: &TableSchema, src: &str) -> RestResult<Expr> {
@@ -331,6 +321,153 @@ fn compare_rows(sorts: &[(&FieldDef, SortDirection)], a: &Row, b: &Row) -> Order
     Ordering::Equal
 }
 
+fn invalid_offset() -> RestError {
+    RestError::unprocessable("INVALID_OFFSET_VALUE", "The offset is invalid")
+}
+
+/// Longest offset token a sorted keyset cursor may make; past it (a long text sort key) the
+/// listing goes on with an index cursor over the in-memory order, which is the same order.
+const MAX_SORTED_TOKEN: usize = 2_048;
+
+/// One page of a listing with computed cells filled in, and where the next one starts.
+///
+/// Without an index cursor, rows are scanned in the listing's order in chunks ([`scan`]):
+/// creation order, or the sort keys when SQL orders them exactly as [`compare_rows`] does. The
+/// filter is evaluated on each row read and the scan stops at the first row past the page.
+/// Otherwise (a sort that SQL cannot order, an index cursor, a cell of an unexpected type) every
+/// candidate is read, filtered and sorted in memory: the reference the scans must agree with.
+#[allow(clippy::too_many_arguments)] // the parts of one listing
+async fn page(
+    state: &AppState,
+    table: &TableSchema,
+    plan: &Plan<'_>,
+    predicate: Option<&pushdown::Sql>,
+    cursor: Option<Cursor>,
+    returned: usize,
+    take: usize,
+    now: DateTime<Utc>,
+) -> RestResult<(Vec<Row>, Option<Cursor>)> {
+    let computed = Computed::of(table);
+    let order = if plan.sorts.is_empty() {
+        Some(scan::Order::creation())
+    } else {
+        scan::Order::of_sorts(&plan.sorts)
+    };
+    let keyset = |created_us: i64, id: String, keys: Vec<(i32, String)>| {
+        Ok::<_, RestError>(scan::After {
+            keys,
+            created_at: DateTime::from_timestamp_micros(created_us).ok_or_else(invalid_offset)?,
+            id,
+        })
+    };
+    let after = match (&order, cursor) {
+        (_, Some(Cursor::Index { skip })) => {
+            return in_memory(state, table, plan, predicate, skip, take, now).await;
+        }
+        (None, None) => return in_memory(state, table, plan, predicate, 0, take, now).await,
+        (None, Some(_)) => return Err(invalid_offset()),
+        (Some(_), None) => None,
+        (Some(order), Some(Cursor::Keyset { created_us, id })) if order.is_empty() => {
+            Some(keyset(created_us, id, Vec::new())?)
+        }
+        (
+            Some(order),
+            Some(Cursor::Sorted {
+                keys,
+                created_us,
+                id,
+            }),
+        ) if !order.is_empty() && keys.len() == order.len() => Some(keyset(created_us, id, keys)?),
+        (Some(_), Some(_)) => return Err(invalid_offset()),
+    };
+    let Some(order) = order else {
+        return Err(invalid_offset());
+    };
+    let scanned = scan::scan(
+        state,
+        table.id.as_str(),
+        &order,
+        predicate,
+        after,
+        take,
+        plan.filter.is_some(),
+        |row| {
+            if !computed.is_empty() {
+                computed.fill(table, row, now, plan.tz);
+            }
+            plan.filter
+                .as_ref()
+                .is_none_or(|f| formula::eval(f, &row.context(table, now, plan.tz)).is_truthy())
+        },
+    )
+    .await?;
+    match scanned {
+        scan::Scanned::Page(rows, next) => {
+            let next = next.map(|at| {
+                let created_us = at.created_at.timestamp_micros();
+                if order.is_empty() {
+                    return Cursor::Keyset {
+                        created_us,
+                        id: at.id,
+                    };
+                }
+                let sorted = Cursor::Sorted {
+                    keys: at.keys,
+                    created_us,
+                    id: at.id,
+                };
+                let token_len = Offset {
+                    query: plan.fingerprint,
+                    cursor: sorted.clone(),
+                    returned,
+                }
+                .encode()
+                .len();
+                if token_len > MAX_SORTED_TOKEN {
+                    Cursor::Index {
+                        skip: returned + rows.len(),
+                    }
+                } else {
+                    sorted
+                }
+            });
+            Ok((rows, next))
+        }
+        // The in-memory order is the reference; going on from the records already sent keeps
+        // the listing consistent with its earlier pages.
+        scan::Scanned::Mismatch => {
+            in_memory(state, table, plan, predicate, returned, take, now).await
+        }
+    }
+}
+
+/// The in-memory path: every candidate row read, computed, filtered, stably sorted (ties keep
+/// creation order), and `take` rows after the first `skip` returned.
+async fn in_memory(
+    state: &AppState,
+    table: &TableSchema,
+    plan: &Plan<'_>,
+    predicate: Option<&pushdown::Sql>,
+    skip: usize,
+    take: usize,
+    now: DateTime<Utc>,
+) -> RestResult<(Vec<Row>, Option<Cursor>)> {
+    let computed = Computed::of(table);
+    let mut rows = scan::rows(state, table.id.as_str(), predicate, None, None).await?;
+    for row in &mut rows {
+        computed.fill(table, row, now, plan.tz);
+    }
+    if let Some(filter) = &plan.filter {
+        rows.retain(|row| formula::eval(filter, &row.context(table, now, plan.tz)).is_truthy());
+    }
+    rows.sort_by(|a, b| compare_rows(&plan.sorts, a, b));
+    let total = rows.len();
+    let page: Vec<Row> = rows.into_iter().skip(skip).take(take).collect();
+    let end = skip + page.len();
+    let next = (end < total).then_some(Cursor::Index { skip: end });
+    Ok((page, next))
+}
+
 /// Runs a listing and builds its page.
 async fn list(
     state: &AppState,
@@ -349,73 +486,28 @@ async fn list(
     let returned = offset.as_ref().map_or(0, |o| o.returned);
     let remaining = plan.max_records.map(|m| m.saturating_sub(returned));
     let take = remaining.map_or(plan.page_size, |r| r.min(plan.page_size));
-    let computed = Computed::of(table);
     let now = Utc::now();
+    let predicate = plan
+        .filter
+        .as_ref()
+        .and_then(|f| pushdown::translate(f, table, 1));
     let (rows, next) = if take == 0 {
         (Vec::new(), None)
-    } else if plan.filter.is_none() && plan.sorts.is_empty() {
-        let after = match offset.as_ref().map(|o| &o.cursor) {
-            None => None,
-            Some(Cursor::Keyset { created_us, id }) => Some((
-                DateTime::from_timestamp_micros(*created_us).ok_or_else(|| {
-                    RestError::unprocessable("INVALID_OFFSET_VALUE", "The offset is invalid")
-                })?,
-                id.as_str(),
-            )),
-            Some(Cursor::Index { .. }) => {
-                return Err(RestError::unprocessable(
-                    "INVALID_OFFSET_VALUE",
-                    "The offset is invalid",
-                ));
-            }
-        };
-        let limit = i64::try_from(take + 1).unwrap_or(i64::MAX);
-        let mut rows = fetch_rows(state, table.id.as_str(), after, None, Some(limit)).await?;
-        let more = rows.len() > take;
-        rows.truncate(take);
-        let next = rows.last().filter(|_| more).map(|last| Cursor::Keyset {
-            created_us: last.created_at.timestamp_micros(),
-            id: last.id.clone(),
-        });
-        (rows, next)
     } else {
-        let skip = match offset.as_ref().map(|o| &o.cursor) {
-            None => 0,
-            Some(Cursor::Index { skip }) => *skip,
-            Some(Cursor::Keyset { .. }) => {
-                return Err(RestError::unprocessable(
-                    "INVALID_OFFSET_VALUE",
-                    "The offset is invalid",
-                ));
-            }
-        };
-        let predicate = plan
-            .filter
-            .as_ref()
-            .and_then(|f| pushdown::translate(f, table, 5));
-        let mut rows = fetch_rows(state, table.id.as_str(), None, predicate.as_ref(), None).await?;
-        for row in &mut rows {
-            computed.fill(table, row, now, plan.tz);
-        }
-        if let Some(filter) = &plan.filter {
-            rows.retain(|row| formula::eval(filter, &row.context(table, now, plan.tz)).is_truthy());
-        }
-        // A stable sort: ties keep creation order.
-        rows.sort_by(|a, b| compare_rows(&plan.sorts, a, b));
-        let total = rows.len();
-        let page: Vec<Row> = rows.into_iter().skip(skip).take(take).collect();
-        let end = skip + page.len();
-        let next = (end < total).then_some(Cursor::Index { skip: end });
-        (page, next)
+        page(
+            state,
+            table,
+            &plan,
+            predicate.as_ref(),
+            offset.map(|o| o.cursor),
+            returned,
+            take,
+            now,
+        )
+        .await?
     };
     let sent = returned + rows.len();
-    let mut records = Vec::with_capacity(rows.len());
-    for mut row in rows {
-        if !computed.is_empty() {
-            computed.fill(table, &mut row, now, plan.tz);
-        }
-        records.push(plan.render.record(&row));
-    }
+    let records: Vec<Value> = rows.iter().map(|row| plan.render.record(row)).collect();
     let mut out = json!({ "records": records });
     if let Some(cursor) = next
         && plan.max_records.is_none_or(|m| sent < m)
@@ -685,19 +777,13 @@ async fn upsert_records(
         .iter()
         .map(|k| field_named(table, k).ok_or_else(|| unknown_field(k)))
         .collect::<RestResult<Vec<&FieldDef>>>()?;
-    let rows = fetch_rows(state, table.id.as_str(), None, None, None).await?;
-    let mut updates: Vec<(usize, RecordUpdate)> = Vec::new();
-    let mut creates: Vec<(usize, Map<String, Value>)> = Vec::new();
+    let rows = scan::rows(state, table.id.as_str(), None, None, None).await?;
+    // Each request record in order: `Some(id)` to update, `None` to create.
+    let mut items: Vec<(Option<RecordId>, Map<String, Value>)> = Vec::with_capacity(records.len());
     for (index, record) in records.into_iter().enumerate() {
         if let Some(id) = record.id {
             // A record with an id is updated as such; only records without one are matched.
-            updates.push((
-                index,
-                RecordUpdate {
-                    id: record_id(&id)?,
-                    fields: record.fields,
-                },
-            ));
+            items.push((Some(record_id(&id)?), record.fields));
             continue;
         }
         let mut key = Vec::with_capacity(merge_fields.len());
@@ -722,14 +808,8 @@ async fn upsert_records(
             })
             .collect();
         match matches.as_slice() {
-            [] => creates.push((index, record.fields)),
-            [one] => updates.push((
-                index,
-                RecordUpdate {
-                    id: record_id(&one.id)?,
-                    fields: record.fields,
-                },
-            )),
+            [] => items.push((None, record.fields)),
+            [one] => items.push((Some(record_id(&one.id)?), record.fields)),
             _ => {
                 return Err(RestError::unprocessable(
                     "INVALID_VALUE_FOR_COLUMN",
@@ -741,49 +821,27 @@ async fn upsert_records(
             }
         }
     }
+    let created: Vec<bool> = items.iter().map(|(id, _)| id.is_none()).collect();
     let ctx = caller.context();
-    let total = updates.len() + creates.len();
-    let mut out: Vec<Option<Value>> = vec![None; total];
-    let mut updated_ids = Vec::new();
-    let mut created_ids = Vec::new();
-    let mut last_position = None;
-    if !updates.is_empty() {
-        let (indexes, batch): (Vec<usize>, Vec<RecordUpdate>) = updates.into_iter().unzip();
-        let written = state
-            .platform
-            .update_records(&ctx, &open.id, table.id.as_str(), batch, replace, typecast)
-            .await?;
-        for (i, record) in indexes
-            .into_iter()
-            .zip(render_written(table, &written, by_id, ctx.now))
-        {
-            updated_ids.push(record["id"].clone());
-            out[i] = Some(record);
-        }
-        last_position = Some(written.position);
-    }
-    if !creates.is_empty() {
-        let (indexes, batch): (Vec<usize>, Vec<Map<String, Value>>) = creates.into_iter().unzip();
-        let written = state
-            .platform
-            .create_records(&ctx, &open.id, table.id.as_str(), batch, typecast)
-            .await?;
-        for (i, record) in indexes
-            .into_iter()
-            .zip(render_written(table, &written, by_id, ctx.now))
-        {
-            created_ids.push(record["id"].clone());
-            out[i] = Some(record);
-        }
-        last_position = Some(written.position);
-    }
-    if let Some(position) = last_position {
-        settle(state, RECORDS_PROJECTION, &position).await;
-    }
+    // One atomic write: a failing update leaves no created record behind.
+    let written = state
+        .platform
+        .upsert_records(&ctx, &open.id, table.id.as_str(), items, replace, typecast)
+        .await?;
+    settle(state, RECORDS_PROJECTION, &written.position).await;
+    let records = render_written(table, &written, by_id, ctx.now);
+    let ids_where = |want: bool| -> Vec<Value> {
+        records
+            .iter()
+            .zip(&created)
+            .filter(|(_, c)| **c == want)
+            .map(|(r, _)| r["id"].clone())
+            .collect()
+    };
     Ok(Json(json!({
-        "records": out.into_iter().flatten().collect::<Vec<_>>(),
-        "createdRecords": created_ids,
-        "updatedRecords": updated_ids,
+        "createdRecords": ids_where(true),
+        "updatedRecords": ids_where(false),
+        "records": records,
     })))
 }
 

@@ -559,6 +559,116 @@ impl Platform {
         }
     }
 
+    /// Creates and updates up to ten records of one table in one atomic write, all or none:
+    /// the write half of an upsert. `items` keep the request's order; an item with an id
+    /// updates that record (merging, or with `replace` clearing fields not given), one without
+    /// creates a record. Needs both `CreateRecord` and `UpdateRecord` when both occur. The
+    /// written records come back in the order of `items`.
+    ///
+    /// # Errors
+    /// As [`Platform::create_records`] and [`Platform::update_records`]; any error writes
+    /// nothing, so no record is created when an update fails.
+    pub async fn upsert_records(
+        &self,
+        ctx: &CommandContext,
+        base_id: &BaseId,
+        table: &str,
+        items: Vec<(Option<RecordId>, Map<String, Value>)>,
+        replace: bool,
+        typecast: bool,
+    ) -> Result<RecordsWritten, CommandError> {
+        check_batch_size(items.len())?;
+        let updated: Vec<&RecordId> = items.iter().filter_map(|(id, _)| id.as_ref()).collect();
+        if let Some(dup) = updated
+            .iter()
+            .enumerate()
+            .find(|(i, id)| updated[..*i].contains(id))
+        {
+            return Err(CommandError::rejected(
+                "INVALID_RECORDS",
+                format!("record {} appears more than once in the request", dup.1),
+            ));
+        }
+        let mut actions = Vec::new();
+        if items.iter().any(|(id, _)| id.is_none()) {
+            actions.push(Action::CreateRecord);
+        }
+        if !updated.is_empty() {
+            actions.push(Action::UpdateRecord);
+        }
+        let by = data_actor(ctx)?;
+        let body = json!({
+            "baseId": base_id,
+            "table": table,
+            "records": items.iter().map(|(id, fields)| json!({"id": id, "fields": fields})).collect::<Vec<_>>(),
+            "replace": replace,
+            "typecast": typecast,
+        });
+        let mut run = match start(self, ctx, "upsertRecords", &body).await? {
+            Ok(result) => return Ok(result),
+            Err(run) => run,
+        };
+        // New ids are drawn once, so a retry after a conflict creates the same records.
+        let ids: Vec<RecordId> = items
+            .iter()
+            .map(|(id, _)| id.clone().unwrap_or_else(new_id))
+            .collect();
+        loop {
+            let mut batch = run.batch();
+            let (base, workspace_id) = load_base_for(&mut batch, ctx, base_id, &actions).await?;
+            run.set_workspace(workspace_id.as_str());
+            let schema = table_of(&base.state, base_id, table)?;
+            let scope = Scope {
+                base: &base.state,
+                table: schema,
+                by: &by,
+                at: ctx.now,
+            };
+            let inputs: Vec<&Map<String, Value>> = items.iter().map(|(_, f)| f).collect();
+            // One validation of every item, so a select option typecast adds is added once.
+            let validated = scope.validate(&inputs, typecast)?;
+            let choice_events = scope.choice_events(&validated)?;
+            let table_fields = writable_fields(schema);
+            let mut work = WorkSet::default();
+            for ((id, (given, _)), mut v) in ids.iter().zip(&items).zip(validated) {
+                let command = if given.is_some() {
+                    let item = work.get(&mut batch, id).await?;
+                    let in_table = item.state.table_id.as_ref() == Some(&schema.id);
+                    if item.loaded.is_new() || !in_table {
+                        return Err(CommandError::not_found("record", id.as_str()));
+                    }
+                    settle_attachments(schema, &mut v.cells, &item.state);
+                    RecordCommand::UpdateRecord {
+                        cells: v.cells,
+                        replace,
+                        table_fields: table_fields.clone(),
+                        by: by.clone(),
+                        at: ctx.now,
+                    }
+                } else {
+                    settle_attachments(schema, &mut v.cells, &Record::default());
+                    RecordCommand::CreateRecord {
+                        id: id.clone(),
+                        table_id: schema.id.clone(),
+                        cells: v.cells,
+                        by: by.clone(),
+                        at: ctx.now,
+                    }
+                };
+                let events = work.apply(&mut batch, id, &command).await?;
+                scope
+                    .follow_links(&mut batch, &mut work, id, &changes_of(&events))
+                    .await?;
+            }
+            batch.emit(&base, &choice_events)?;
+            work.emit(&mut batch)?;
+            let finish = |o: &BatchOutcome| records_written(&work, &ids, o);
+            if let Some(result) = run.commit(batch, finish).await? {
+                return Ok(result);
+            }
+        }
+    }
+
     /// Deletes up to ten records of one table, all or none (`DeleteRecord`: editors and up).
     /// Deleted records can be restored; their links are left in place so a restore is exact.
     ///
