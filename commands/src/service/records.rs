@@ -432,52 +432,20 @@ impl Platform {
         records: Vec<Map<String, Value>>,
         typecast: bool,
     ) -> Result<RecordsWritten, CommandError> {
-        check_batch_size(records.len())?;
-        let by = data_actor(ctx)?;
         let body =
             json!({"baseId": base_id, "table": table, "records": records, "typecast": typecast});
-        let mut run = match start(self, ctx, "createRecords", &body).await? {
-            Ok(result) => return Ok(result),
-            Err(run) => run,
-        };
-        let ids: Vec<RecordId> = records.iter().map(|_| new_id()).collect();
-        loop {
-            let mut batch = run.batch();
-            let (base, workspace_id) =
-                load_base_for(&mut batch, ctx, base_id, &[Action::CreateRecord]).await?;
-            run.set_workspace(workspace_id.as_str());
-            let schema = table_of(&base.state, base_id, table)?;
-            let scope = Scope {
-                base: &base.state,
-                table: schema,
-                by: &by,
-                at: ctx.now,
-            };
-            let inputs: Vec<&Map<String, Value>> = records.iter().collect();
-            let validated = scope.validate(&inputs, typecast)?;
-            let choice_events = scope.choice_events(&validated)?;
-            let mut work = WorkSet::default();
-            for (id, mut v) in ids.iter().zip(validated) {
-                settle_attachments(schema, &mut v.cells, &Record::default());
-                let command = RecordCommand::CreateRecord {
-                    id: id.clone(),
-                    table_id: schema.id.clone(),
-                    cells: v.cells,
-                    by: by.clone(),
-                    at: ctx.now,
-                };
-                let events = work.apply(&mut batch, id, &command).await?;
-                scope
-                    .follow_links(&mut batch, &mut work, id, &changes_of(&events))
-                    .await?;
-            }
-            batch.emit(&base, &choice_events)?;
-            work.emit(&mut batch)?;
-            let finish = |o: &BatchOutcome| records_written(&work, &ids, o);
-            if let Some(result) = run.commit(batch, finish).await? {
-                return Ok(result);
-            }
-        }
+        let items = records.into_iter().map(|fields| (None, fields)).collect();
+        self.write_records(
+            ctx,
+            base_id,
+            table,
+            "createRecords",
+            &body,
+            items,
+            false,
+            typecast,
+        )
+        .await
     }
 
     /// Updates up to ten records of one table, all or none (`UpdateRecord`: editors and up).
@@ -496,67 +464,22 @@ impl Platform {
         replace: bool,
         typecast: bool,
     ) -> Result<RecordsWritten, CommandError> {
-        check_batch_size(updates.len())?;
-        let ids: Vec<RecordId> = updates.iter().map(|u| u.id.clone()).collect();
-        if let Some(dup) = ids
-            .iter()
-            .enumerate()
-            .find(|(i, id)| ids[..*i].contains(id))
-        {
-            return Err(CommandError::rejected(
-                "INVALID_RECORDS",
-                format!("record {} appears more than once in the request", dup.1),
-            ));
-        }
-        let by = data_actor(ctx)?;
         let body = json!({"baseId": base_id, "table": table, "records": updates, "replace": replace, "typecast": typecast});
-        let mut run = match start(self, ctx, "updateRecords", &body).await? {
-            Ok(result) => return Ok(result),
-            Err(run) => run,
-        };
-        loop {
-            let mut batch = run.batch();
-            let (base, workspace_id) =
-                load_base_for(&mut batch, ctx, base_id, &[Action::UpdateRecord]).await?;
-            run.set_workspace(workspace_id.as_str());
-            let schema = table_of(&base.state, base_id, table)?;
-            let scope = Scope {
-                base: &base.state,
-                table: schema,
-                by: &by,
-                at: ctx.now,
-            };
-            let inputs: Vec<&Map<String, Value>> = updates.iter().map(|u| &u.fields).collect();
-            let validated = scope.validate(&inputs, typecast)?;
-            let choice_events = scope.choice_events(&validated)?;
-            let table_fields = writable_fields(schema);
-            let mut work = WorkSet::default();
-            for (id, mut v) in ids.iter().zip(validated) {
-                let item = work.get(&mut batch, id).await?;
-                let in_table = item.state.table_id.as_ref() == Some(&schema.id);
-                if item.loaded.is_new() || !in_table {
-                    return Err(CommandError::not_found("record", id.as_str()));
-                }
-                settle_attachments(schema, &mut v.cells, &item.state);
-                let command = RecordCommand::UpdateRecord {
-                    cells: v.cells,
-                    replace,
-                    table_fields: table_fields.clone(),
-                    by: by.clone(),
-                    at: ctx.now,
-                };
-                let events = work.apply(&mut batch, id, &command).await?;
-                scope
-                    .follow_links(&mut batch, &mut work, id, &changes_of(&events))
-                    .await?;
-            }
-            batch.emit(&base, &choice_events)?;
-            work.emit(&mut batch)?;
-            let finish = |o: &BatchOutcome| records_written(&work, &ids, o);
-            if let Some(result) = run.commit(batch, finish).await? {
-                return Ok(result);
-            }
-        }
+        let items = updates
+            .into_iter()
+            .map(|u| (Some(u.id), u.fields))
+            .collect();
+        self.write_records(
+            ctx,
+            base_id,
+            table,
+            "updateRecords",
+            &body,
+            items,
+            replace,
+            typecast,
+        )
+        .await
     }
 
     /// Creates and updates up to ten records of one table in one atomic write, all or none:
@@ -573,6 +496,42 @@ impl Platform {
         ctx: &CommandContext,
         base_id: &BaseId,
         table: &str,
+        items: Vec<(Option<RecordId>, Map<String, Value>)>,
+        replace: bool,
+        typecast: bool,
+    ) -> Result<RecordsWritten, CommandError> {
+        let body = json!({
+            "baseId": base_id,
+            "table": table,
+            "records": items.iter().map(|(id, fields)| json!({"id": id, "fields": fields})).collect::<Vec<_>>(),
+            "replace": replace,
+            "typecast": typecast,
+        });
+        self.write_records(
+            ctx,
+            base_id,
+            table,
+            "upsertRecords",
+            &body,
+            items,
+            replace,
+            typecast,
+        )
+        .await
+    }
+
+    /// Creates and updates records of one table in one atomic write: what
+    /// [`Platform::create_records`], [`Platform::update_records`] and
+    /// [`Platform::upsert_records`] share. `command` and `body` name the request for
+    /// idempotency.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_records(
+        &self,
+        ctx: &CommandContext,
+        base_id: &BaseId,
+        table: &str,
+        command: &str,
+        body: &Value,
         items: Vec<(Option<RecordId>, Map<String, Value>)>,
         replace: bool,
         typecast: bool,
@@ -597,14 +556,7 @@ impl Platform {
             actions.push(Action::UpdateRecord);
         }
         let by = data_actor(ctx)?;
-        let body = json!({
-            "baseId": base_id,
-            "table": table,
-            "records": items.iter().map(|(id, fields)| json!({"id": id, "fields": fields})).collect::<Vec<_>>(),
-            "replace": replace,
-            "typecast": typecast,
-        });
-        let mut run = match start(self, ctx, "upsertRecords", &body).await? {
+        let mut run = match start(self, ctx, command, body).await? {
             Ok(result) => return Ok(result),
             Err(run) => run,
         };
