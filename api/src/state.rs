@@ -7,7 +7,7 @@ use pyairtable_eventstore::{EventStore, Namespace};
 use pyairtable_projections::{Names, Projections, Relay, RelayConfig, RuntimeConfig};
 
 use crate::config::Settings;
-use crate::graphql::{ApiSchema, GraphqlConfig, RebuildBus, Services};
+use crate::graphql::{ApiSchema, GraphqlConfig, Services};
 use crate::realtime::EventHub;
 
 /// Connections to the backing services, cheap to clone (each is a handle to a shared pool).
@@ -99,7 +99,6 @@ impl AppState {
             pool: store.pool().clone(),
             names: Names::new(store.namespace()),
             hub: hub.clone(),
-            rebuilds: RebuildBus::default(),
             config: graphql_config.clone(),
         });
         Ok(Self {

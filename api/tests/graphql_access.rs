@@ -357,6 +357,33 @@ async fn an_admin_rebuilds_a_projection_and_follows_it_to_done_and_nobody_else_m
         "{last}"
     );
 
+    // A rebuild started elsewhere (here the CLI, in another process) is followed too.
+    let sub = socket
+        .subscribe(progress, json!({ "n": "audit_log" }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cli = server.cli(&["projections", "rebuild", "audit_log"]).await;
+    assert!(
+        cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    let mut seen = Vec::new();
+    loop {
+        let message = next_of(&mut socket, &sub, Duration::from_secs(30))
+            .await
+            .expect("progress of the CLI's rebuild");
+        let p = message["payload"]["data"]["projectionProgress"].clone();
+        assert_eq!(p["projection"], "audit_log", "{p}");
+        let phase = p["phase"].as_str().expect("phase").to_owned();
+        seen.push(phase.clone());
+        if phase == "DONE" {
+            break;
+        }
+        assert_ne!(phase, "FAILED", "{p}");
+    }
+    assert!(seen.contains(&"REPLAYING".to_owned()), "{seen:?}");
+
     // The switched read model serves queries, and the projection runs again.
     let listed = server.data(Some(&admin), status, json!({})).await;
     assert!(generation(&listed) > before, "{listed}");

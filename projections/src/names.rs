@@ -63,6 +63,13 @@ impl Names {
         format!("{}_{}", self.ns, projection)
     }
 
+    /// The core NATS subject a projection's rebuild reports its progress on, wherever it runs:
+    /// `<ns>.progress.<projection>` (outside the events stream's subjects, so not stored).
+    #[must_use]
+    pub fn progress_subject(&self, projection: &str) -> String {
+        format!("{}.progress.{}", self.ns, encode_token(projection))
+    }
+
     /// The Postgres schema of the SQL read models: `<ns>_rm`.
     #[must_use]
     pub fn rm_schema(&self) -> String {

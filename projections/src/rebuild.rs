@@ -11,6 +11,9 @@
 
 use std::time::{Duration, Instant};
 
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+
 use pyairtable_eventstore::{Position, RecordedEvent};
 use sqlx::{AssertSqlSafe, PgConnection};
 use tracing::info;
@@ -37,7 +40,7 @@ return 1
 ";
 
 /// Which step a rebuild is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RebuildPhase {
     /// Replaying the event store into the shadow generation.
     Replaying,
@@ -45,10 +48,13 @@ pub enum RebuildPhase {
     Switching,
     /// Switched: queries read the new generation.
     Done,
+    /// Stopped with an error; the live generation is untouched (the process that ran it logs
+    /// why).
+    Failed,
 }
 
 /// Progress of a rebuild, reported after every batch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RebuildProgress {
     /// The projection.
     pub projection: String,
@@ -95,6 +101,26 @@ pub struct RebuildTimings {
     pub indexing: Duration,
     /// The switch: the last events under the lock, and re-pointing the views.
     pub switching: Duration,
+}
+
+/// Sends progress reports to the publishing task of [`Projections::announcer`].
+struct Announcer {
+    tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Announcer {
+    fn send(&self, progress: &RebuildProgress) {
+        if let Ok(body) = serde_json::to_vec(progress) {
+            let _ = self.tx.send(body);
+        }
+    }
+
+    /// Lets the last reports out (briefly: a NATS outage must not hold the rebuild's answer).
+    async fn finish(self) {
+        drop(self.tx);
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.task).await;
+    }
 }
 
 struct Meter {
@@ -144,10 +170,36 @@ impl Projections {
     ) -> Result<RebuildReport> {
         let backend = backend_of(name)?;
         let mut lock = self.rebuild_lock(name).await?;
-        let result = match backend {
-            Backend::Sql => self.rebuild_sql(name, &mut progress).await,
-            Backend::Redis => self.rebuild_redis(&mut progress).await,
+        // Every report also goes out on NATS, so `watch_rebuild` in any process (the API's
+        // `projectionProgress`, say) follows a rebuild started anywhere, the CLI included.
+        let announcer = self.announcer(name);
+        let mut last = None;
+        let mut report = |p: &RebuildProgress| {
+            announcer.send(p);
+            last = Some(p.clone());
+            progress(p);
         };
+        let result = match backend {
+            Backend::Sql => self.rebuild_sql(name, &mut report).await,
+            Backend::Redis => self.rebuild_redis(&mut report).await,
+        };
+        if result.is_err() {
+            let failed = RebuildProgress {
+                phase: RebuildPhase::Failed,
+                eta: None,
+                ..last.unwrap_or_else(|| RebuildProgress {
+                    projection: name.to_owned(),
+                    generation: 0,
+                    phase: RebuildPhase::Failed,
+                    done: 0,
+                    total: 0,
+                    rate: 0.0,
+                    eta: None,
+                })
+            };
+            announcer.send(&failed);
+        }
+        announcer.finish().await;
         let _ = sqlx::query("SELECT pg_advisory_unlock_all()")
             .execute(&mut lock)
             .await;
@@ -160,6 +212,45 @@ impl Projections {
             .await;
         }
         result
+    }
+
+    /// Follows the rebuilds of projection `name` started by any process of this namespace:
+    /// every progress report from subscription on, through `Done` or `Failed`. Reports are
+    /// best effort (core NATS): one may be missed, never invented.
+    ///
+    /// # Errors
+    /// [`ProjectionError::UnknownProjection`]; [`ProjectionError::Nats`] when the
+    /// subscription cannot be made.
+    pub async fn watch_rebuild(
+        &self,
+        name: &str,
+    ) -> Result<impl Stream<Item = RebuildProgress> + Send + 'static + use<>> {
+        backend_of(name)?;
+        let subscriber = self
+            .inner
+            .jetstream
+            .client()
+            .subscribe(self.inner.names.progress_subject(name))
+            .await
+            .map_err(ProjectionError::nats("following a rebuild"))?;
+        Ok(subscriber.filter_map(|m| async move { serde_json::from_slice(&m.payload).ok() }))
+    }
+
+    /// Publishes a rebuild's progress reports for `watch_rebuild`, in order, from a task of
+    /// its own: progress must never slow or fail the rebuild.
+    fn announcer(&self, name: &str) -> Announcer {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let client = self.inner.jetstream.client();
+        let subject = self.inner.names.progress_subject(name);
+        let task = tokio::spawn(async move {
+            while let Some(body) = rx.recv().await {
+                if client.publish(subject.clone(), body.into()).await.is_err() {
+                    break;
+                }
+            }
+            let _ = client.flush().await;
+        });
+        Announcer { tx, task }
     }
 
     /// One rebuild per projection at a time: an advisory lock on a dedicated connection.

@@ -58,8 +58,6 @@ pub struct Services {
     pub names: Names,
     /// Live events for subscriptions.
     pub hub: EventHub,
-    /// Progress of rebuilds started through the API.
-    pub rebuilds: super::subscription::RebuildBus,
     /// API settings.
     pub config: GraphqlConfig,
 }

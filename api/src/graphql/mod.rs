@@ -24,7 +24,7 @@ pub use context::{GraphqlConfig, Services, Viewer};
 pub use error::{ApiError, ApiResult};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
-pub use subscription::{RebuildBus, SubscriptionRoot};
+pub use subscription::SubscriptionRoot;
 
 /// The executable schema.
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;

@@ -23,7 +23,6 @@ use pyairtable_eventstore::RecordedEvent;
 use pyairtable_projections::{RebuildPhase, RebuildProgress};
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
-use tokio::sync::broadcast;
 
 use super::access::{authorize_in, authorize_table, parse_id, require_admin};
 use super::context::{ApiTokenCredential, Services, parse_position, services, viewer, wait_for};
@@ -116,6 +115,7 @@ impl From<&RebuildProgress> for ProjectionProgress {
                 RebuildPhase::Replaying => RebuildPhaseNode::Replaying,
                 RebuildPhase::Switching => RebuildPhaseNode::Switching,
                 RebuildPhase::Done => RebuildPhaseNode::Done,
+                RebuildPhase::Failed => RebuildPhaseNode::Failed,
             },
             done: i64::try_from(p.done).unwrap_or(i64::MAX),
             total: i64::try_from(p.total).unwrap_or(i64::MAX),
@@ -134,21 +134,8 @@ pub struct RebuildResult {
     pub started: bool,
 }
 
-/// Fans rebuild progress out to `projectionProgress` subscribers of this process.
-#[derive(Clone)]
-pub struct RebuildBus {
-    tx: broadcast::Sender<ProjectionProgress>,
-}
-
-impl Default for RebuildBus {
-    fn default() -> Self {
-        Self {
-            tx: broadcast::channel(256).0,
-        }
-    }
-}
-
-/// Starts a rebuild in the background and reports its progress on the services' bus.
+/// Starts a rebuild in the background; `projectionProgress` follows it (the projections
+/// runtime publishes every report, and `Done` or `Failed` at the end, on NATS).
 ///
 /// # Errors
 /// `NOT_FOUND` for an unknown projection, `CONFLICT` when one is already rebuilding.
@@ -160,42 +147,14 @@ pub async fn rebuild(svc: &Services, name: &str) -> ApiResult<RebuildResult> {
         )));
     }
     let projections = svc.projections.clone();
-    let tx = svc.rebuilds.tx.clone();
     let name = name.to_owned();
     let projection = name.clone();
     tokio::spawn(async move {
-        let progress_tx = tx.clone();
-        let outcome = projections
-            .rebuild(&name, |p| {
-                // No subscriber is fine: progress is only for whoever watches.
-                let _ = progress_tx.send(ProjectionProgress::from(p));
-            })
-            .await;
-        match outcome {
+        match projections.rebuild(&name, |_| {}).await {
             Ok(report) => {
                 tracing::info!(projection = %name, generation = report.generation, events = report.events, "rebuild finished");
-                let _ = tx.send(ProjectionProgress {
-                    projection: name.clone(),
-                    generation: report.generation,
-                    phase: RebuildPhaseNode::Done,
-                    done: i64::try_from(report.events).unwrap_or(i64::MAX),
-                    total: i64::try_from(report.events).unwrap_or(i64::MAX),
-                    rate: 0.0,
-                    eta_seconds: Some(0.0),
-                });
             }
-            Err(error) => {
-                tracing::error!(projection = %name, %error, "rebuild failed");
-                let _ = tx.send(ProjectionProgress {
-                    projection: name.clone(),
-                    generation: 0,
-                    phase: RebuildPhaseNode::Failed,
-                    done: 0,
-                    total: 0,
-                    rate: 0.0,
-                    eta_seconds: None,
-                });
-            }
+            Err(error) => tracing::error!(projection = %name, %error, "rebuild failed"),
         }
     });
     Ok(RebuildResult {
@@ -452,7 +411,8 @@ impl SubscriptionRoot {
         Ok(events(ctx, after, filter).await?)
     }
 
-    /// Progress of rebuilds of a projection started on this server (instance admins).
+    /// Progress of the rebuilds of a projection, wherever they were started: this server,
+    /// another one, or `pyairtable projections rebuild` (instance admins).
     async fn projection_progress(
         &self,
         ctx: &Context<'_>,
@@ -616,18 +576,6 @@ async fn projection_progress(
     require_admin(viewer(ctx)?)?;
     // An unknown name is an error now, not a silent stream that never yields.
     pyairtable_projections::backend_of(&name)?;
-    let rx = svc.rebuilds.tx.subscribe();
-    Ok(futures::stream::unfold(rx, move |mut rx| {
-        let name = name.clone();
-        async move {
-            loop {
-                match rx.recv().await {
-                    Ok(p) if p.projection == name => return Some((p, rx)),
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        }
-    })
-    .boxed())
+    let reports = svc.projections.watch_rebuild(&name).await?;
+    Ok(reports.map(|p| ProjectionProgress::from(&p)).boxed())
 }

@@ -74,6 +74,20 @@ pub async fn start(env: &[(&str, &str)]) -> Server {
 }
 
 impl Server {
+    /// Runs a `pyairtable` command (the CLI) against this server's database and namespace.
+    pub async fn cli(&self, args: &[&str]) -> std::process::Output {
+        let store = self.store.as_ref().expect("the server's store");
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_pyairtable"));
+        command
+            .args(args)
+            .env("DATABASE_URL", store.database_url())
+            .env("NATS_URL", "nats://127.0.0.1:4222")
+            .env("REDIS_URL", "redis://127.0.0.1:6379")
+            .env("PYAIRTABLE_NAMESPACE", store.namespace().as_str())
+            .env("PYAIRTABLE_LOG", "warn");
+        command.output().await.expect("run the pyairtable CLI")
+    }
+
     /// The namespace of this server.
     pub fn namespace(&self) -> String {
         self.store
