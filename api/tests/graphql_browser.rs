@@ -1,7 +1,8 @@
 //! GraphiQL in a real browser, offline: api/tests/browser/graphiql.mjs drives the page served
 //! by the real binary in headless Chromium (through playwright-core), types the
 //! `Authorization` header into the Headers tab, runs a query and a `recordChanges`
-//! subscription, checks both results render, and saves a screenshot to
+//! subscription, checks both results render, then runs the journey's update, history, revert
+//! and stream verification from the editor, and saves a screenshot to
 //! `target/tmp/graphiql.png`.
 //!
 //! Needs Chromium (`apt-get install chromium`, or `CHROMIUM=/path/to/chrome`), Node.js 18+ and
@@ -85,6 +86,14 @@ async fn graphiql_runs_a_query_and_a_subscription_in_chromium() {
     let change = &summary["subscription"]["data"]["recordChanges"];
     assert_eq!(change["kind"], "CREATED", "{summary}");
     assert_eq!(change["recordId"], summary["recordId"], "{summary}");
+    // The journey's update, history, revert and verification, run from the editor.
+    let history = &summary["history"]["data"]["record"]["history"];
+    assert_eq!(history[0]["eventType"], "RecordCreated", "{summary}");
+    assert_eq!(history[1]["eventType"], "RecordUpdated", "{summary}");
+    assert_eq!(
+        summary["verified"]["data"]["verifyStream"]["ok"], true,
+        "{summary}"
+    );
     let image = std::fs::read(&screenshot).expect("the screenshot was saved");
     assert!(image.starts_with(b"\x89PNG"), "not a PNG");
 

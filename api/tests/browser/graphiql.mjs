@@ -1,12 +1,14 @@
 // Drives the GraphiQL page served by a running `pyairtable serve` in a real Chromium, offline:
 // types the Authorization header into GraphiQL's Headers editor, runs a query and checks the
 // result it renders, starts a `recordChanges` subscription (over the page's own WebSocket),
-// makes a write over HTTP and checks the live event renders, then saves a screenshot.
+// makes a write over HTTP and checks the live event renders, then runs the rest of the journey
+// from the editor (update, history, revert, verify the stream) and saves a screenshot.
 //
 // Run by api/tests/graphql_browser.rs; by hand:
 //   PYAIRTABLE_URL=http://127.0.0.1:8000 PYAIRTABLE_TOKEN=… PYAIRTABLE_TABLE=tbl… \
 //   SCREENSHOT=/tmp/graphiql.png node api/tests/browser/graphiql.mjs
-// Prints one JSON line `{"query": …, "subscription": …}` on success; exits 1 with the reason
+// Prints one JSON line `{"query": …, "subscription": …, "history": …, "verified": …}` on
+// success; exits 1 with the reason
 // otherwise.
 
 import { chromium } from "playwright-core";
@@ -43,8 +45,8 @@ async function responseText(page) {
 }
 
 // Waits until the rendered response satisfies `accept`, and returns it parsed.
-async function waitForResponse(page, accept, what) {
-  const deadline = Date.now() + 20000;
+async function waitForResponse(page, accept, what, timeoutMs = 20000) {
+  const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {
     last = await responseText(page);
@@ -128,6 +130,50 @@ try {
     (r) => r.data?.recordChanges?.recordId === recordId,
     "the subscription event",
   );
+  // The rest of the journey from the editor: update, history, revert, verify.
+  // While a subscription runs the execute button stops it; stop it first.
+  await page.click(".graphiql-execute-button");
+  await page.waitForTimeout(500);
+  // GraphiQL runs the operation it last parsed; on a slow machine that may still be the
+  // previous one, so an answer that never comes is retried (the checks below accept a step
+  // done twice).
+  async function run(text, accept, what) {
+    await setEditor(page, ".graphiql-query-editor", text);
+    for (let attempt = 1; ; attempt++) {
+      await page.waitForTimeout(700 * attempt);
+      await page.click(".graphiql-execute-button");
+      try {
+        return await waitForResponse(page, accept, what, 8000);
+      } catch (error) {
+        if (attempt === 3) {
+          throw error;
+        }
+      }
+    }
+  }
+  await run(
+    `mutation { updateRecords(tableId: "${table}", records: [{id: "${recordId}", fields: {Name: "edited in GraphiQL"}}]) { records { id version } } }`,
+    (r) => r.data?.updateRecords?.records?.[0]?.version >= 2,
+    "the update",
+  );
+  const history = await run(
+    `{ record(id: "${recordId}") { history { version eventType } } }`,
+    (r) => r.data?.record?.history?.length >= 2,
+    "the history",
+  );
+  await run(
+    `mutation { revertRecord(id: "${recordId}", toVersion: 1) { records { version cells } } }`,
+    (r) => r.data?.revertRecord?.records?.[0]?.version >= 3,
+    "the revert",
+  );
+  const verified = await run(
+    `{ verifyStream(streamId: "record-${recordId}") { ok eventsChecked } }`,
+    (r) => r.data?.verifyStream?.eventsChecked >= 3,
+    "the stream verification",
+  );
+  if (verified.data.verifyStream.ok !== true) {
+    throw new Error(`the stream did not verify: ${JSON.stringify(verified)}`);
+  }
   await page.screenshot({ path: screenshot, fullPage: true });
 
   if (external.length > 0) {
@@ -136,7 +182,7 @@ try {
   if (errors.length > 0) {
     throw new Error(`the page raised errors: ${errors.join("; ")}`);
   }
-  console.log(JSON.stringify({ query, subscription, recordId, screenshot }));
+  console.log(JSON.stringify({ query, subscription, recordId, history, verified, screenshot }));
 } finally {
   await browser.close();
 }
