@@ -446,12 +446,13 @@ async fn lag_run(
         store.namespace()
     );
     load(store, LAG_SEED_RECORDS, 1, 11).await?;
+    let nats = async_nats::connect(
+        std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+    )
+    .await?;
     let relay = pyairtable_projections::Relay::new(
         store.store().clone(),
-        async_nats::connect(
-            std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
-        )
-        .await?,
+        nats.clone(),
         pyairtable_projections::RelayConfig::default(),
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -488,10 +489,6 @@ async fn lag_run(
     // into relay (commit to JetStream) and projection (JetStream to read model).
     let on_bus: Arc<Mutex<BTreeMap<Position, Instant>>> = Arc::new(Mutex::new(BTreeMap::new()));
     let bus = {
-        let nats = async_nats::connect(
-            std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
-        )
-        .await?;
         let mut sub = nats.subscribe(projections.names().all_subjects()).await?;
         let on_bus = Arc::clone(&on_bus);
         tokio::spawn(async move {

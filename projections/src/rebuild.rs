@@ -564,26 +564,24 @@ impl Projections {
         .map_err(ProjectionError::pg("reading the deferred indexes"))?;
         let queue = std::sync::Mutex::new(ddl.iter());
         let build = || async {
+            // Detached: the session setting below must not leak into the pool, whatever happens.
             let mut conn = pool
                 .acquire()
                 .await
-                .map_err(ProjectionError::pg("taking a connection to build indexes"))?;
+                .map_err(ProjectionError::pg("taking a connection to build indexes"))?
+                .detach();
             sqlx::query("SET maintenance_work_mem = '256MB'")
-                .execute(&mut *conn)
+                .execute(&mut conn)
                 .await
                 .map_err(ProjectionError::pg("sizing the index build"))?;
             loop {
                 let next = queue.lock().map_or(None, |mut q| q.next());
                 let Some(statement) = next else { break };
                 sqlx::query(AssertSqlSafe(statement.clone()))
-                    .execute(&mut *conn)
+                    .execute(&mut conn)
                     .await
                     .map_err(ProjectionError::pg("building a deferred index"))?;
             }
-            sqlx::query("RESET maintenance_work_mem")
-                .execute(&mut *conn)
-                .await
-                .map_err(ProjectionError::pg("sizing the index build"))?;
             Ok::<(), ProjectionError>(())
         };
         futures::future::try_join(build(), build()).await?;

@@ -49,19 +49,14 @@ enum KeyType {
 
 impl KeyType {
     fn of(field: &FieldDef) -> Option<Self> {
-        Some(match field.field_type {
+        Some(match &field.field_type {
             FieldType::Number(_)
             | FieldType::Currency(_)
             | FieldType::Percent(_)
             | FieldType::Rating(_)
             | FieldType::Duration(_) => Self::Number,
-            FieldType::SingleLineText
-            | FieldType::MultilineText
-            | FieldType::RichText
-            | FieldType::Email
-            | FieldType::Url
-            | FieldType::PhoneNumber
-            | FieldType::SingleSelect(_) => Self::Text,
+            FieldType::SingleSelect(_) => Self::Text,
+            t if t.is_text() => Self::Text,
             FieldType::Date(_) => Self::Date,
             FieldType::Checkbox(_) => Self::Checkbox,
             _ => return None,

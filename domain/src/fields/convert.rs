@@ -30,18 +30,6 @@ fn numeric_precision(t: &FieldType) -> Option<u8> {
     }
 }
 
-fn is_text(t: &FieldType) -> bool {
-    matches!(
-        t,
-        FieldType::SingleLineText
-            | FieldType::MultilineText
-            | FieldType::RichText
-            | FieldType::Email
-            | FieldType::Url
-            | FieldType::PhoneNumber
-    )
-}
-
 /// Whether every choice name of `from` exists in `to`.
 fn names_kept(from: &FieldType, to: &FieldType) -> bool {
     match (from.choices(), to.choices()) {
@@ -80,7 +68,7 @@ pub fn conversion(from: &FieldType, to: &FieldType) -> Conversion {
             }
         }
         (T::MultipleRecordLinks(_), _) | (_, T::MultipleRecordLinks(_)) => Impossible,
-        (T::MultipleAttachments, t) if is_text(t) => Lossy,
+        (T::MultipleAttachments, t) if t.is_text() => Lossy,
         (T::MultipleAttachments, _) | (_, T::MultipleAttachments) => Impossible,
         (T::MultilineText | T::RichText, T::SingleLineText) => Lossy,
         (_, T::SingleLineText | T::MultilineText | T::RichText) => Lossless,
@@ -121,7 +109,7 @@ pub fn convert_cell(value: &Value, from: &FieldType, to: &FieldType) -> Option<V
         (FieldType::SingleSelect(_), FieldType::MultipleSelects(_), Value::String(_)) => {
             Value::Array(vec![value.clone()])
         }
-        (_, t, _) if is_text(t) => Value::String(render_text(value, from)),
+        (_, t, _) if t.is_text() => Value::String(render_text(value, from)),
         _ => value.clone(),
     };
     let cell = normalize(to, &input, true)

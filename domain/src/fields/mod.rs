@@ -394,6 +394,21 @@ fn is_color(c: &str, shades: &[&str]) -> bool {
 }
 
 impl FieldType {
+    /// Whether cells of this type are plain text (one string, no choices): the types text
+    /// conversions and text sorting treat alike.
+    #[must_use]
+    pub fn is_text(&self) -> bool {
+        matches!(
+            self,
+            Self::SingleLineText
+                | Self::MultilineText
+                | Self::RichText
+                | Self::Email
+                | Self::Url
+                | Self::PhoneNumber
+        )
+    }
+
     /// Airtable's name of the type, as in the `type` key (`singleLineText`, ...).
     #[must_use]
     pub fn type_name(&self) -> &'static str {
@@ -449,25 +464,20 @@ impl FieldType {
     /// attachments, checkboxes, selects, ratings, collaborators and lookups/rollups/counts may not.
     #[must_use]
     pub fn can_be_primary(&self) -> bool {
-        matches!(
-            self,
-            Self::SingleLineText
-                | Self::MultilineText
-                | Self::RichText
-                | Self::Email
-                | Self::Url
-                | Self::PhoneNumber
-                | Self::Number(_)
-                | Self::Currency(_)
-                | Self::Percent(_)
-                | Self::Duration(_)
-                | Self::Date(_)
-                | Self::DateTime(_)
-                | Self::CreatedTime
-                | Self::LastModifiedTime
-                | Self::AutoNumber
-                | Self::Formula(_)
-        )
+        self.is_text()
+            || matches!(
+                self,
+                Self::Number(_)
+                    | Self::Currency(_)
+                    | Self::Percent(_)
+                    | Self::Duration(_)
+                    | Self::Date(_)
+                    | Self::DateTime(_)
+                    | Self::CreatedTime
+                    | Self::LastModifiedTime
+                    | Self::AutoNumber
+                    | Self::Formula(_)
+            )
     }
 
     /// The choices of a select field, `None` for other types.
