@@ -800,6 +800,61 @@ impl Base {
         })
     }
 
+    /// A lookup, rollup or count follows a link field of its own table (`own`, the table's
+    /// fields so far); a lookup or rollup reads a field of the table that link points to.
+    /// Both must exist when the field is defined, so a reader never has to guess.
+    fn check_link_references(
+        &self,
+        table_id: &TableId,
+        own: &[&FieldDef],
+        field: &FieldDef,
+    ) -> Result<(), BaseError> {
+        let (link_id, target) = match &field.field_type {
+            FieldType::MultipleLookupValues(o) => {
+                (&o.record_link_field_id, Some(&o.field_id_in_linked_table))
+            }
+            FieldType::Rollup(o) => (&o.record_link_field_id, Some(&o.field_id_in_linked_table)),
+            FieldType::Count(o) => (&o.record_link_field_id, None),
+            _ => return Ok(()),
+        };
+        let invalid = |reason: String| BaseError::InvalidFieldOptions {
+            field_name: field.name.clone(),
+            reason,
+        };
+        let link = own
+            .iter()
+            .find(|f| &f.id == link_id)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "recordLinkFieldId {link_id} is not a field of this table"
+                ))
+            })?
+            .field_type
+            .link()
+            .ok_or_else(|| {
+                invalid(format!(
+                    "recordLinkFieldId {link_id} is not a multipleRecordLinks field"
+                ))
+            })?;
+        let Some(target) = target else {
+            return Ok(());
+        };
+        let found = if &link.linked_table_id == table_id {
+            own.iter().any(|f| &f.id == target)
+        } else {
+            self.table(&link.linked_table_id)
+                .is_some_and(|t| t.field(target).is_some())
+        };
+        if found {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "fieldIdInLinkedTable {target} is not a field of the linked table {}",
+                link.linked_table_id
+            )))
+        }
+    }
+
     /// Validates new fields for table `table_id` (which may be about to be created, holding
     /// `existing` fields so far) and returns them with trimmed names, plus the inverse fields
     /// their links create, as `(table, field)` pairs.
@@ -845,6 +900,8 @@ impl Base {
                 });
             }
             check_options(f)?;
+            let own: Vec<&FieldDef> = existing.iter().chain(&accepted).collect();
+            self.check_link_references(table_id, &own, f)?;
             for c in f.field_type.choices().unwrap_or(&[]) {
                 if self.choice_id_used(&c.id) || new_choice_ids.contains(&c.id) {
                     return Err(BaseError::DuplicateId {
@@ -1190,6 +1247,8 @@ impl Base {
                 {
                     next.field_type = t.clone();
                     check_options(&next)?;
+                    let own: Vec<&FieldDef> = table.fields.iter().collect();
+                    self.check_link_references(table_id, &own, &next)?;
                     if let Some(cs) = t.choices() {
                         for c in cs {
                             let known = current

@@ -1,5 +1,5 @@
-//! Records as the REST API shows them: rows read from the records read model, computed fields
-//! filled in (formula, created and modified time, count), and rendered as
+//! Records as the REST API shows them: rows read from the records read model (their computed
+//! cells filled in by [`super::computed`]) and rendered as
 //! `{"id", "createdTime", "fields"}` with cells keyed by field name or id, as JSON or as display
 //! strings. Empty cells are left out, as Airtable leaves them out.
 
@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use pyairtable_domain::base::TableSchema;
 use pyairtable_domain::fields::{FieldDef, FieldType};
-use pyairtable_domain::formula::{self, Expr, RecordContext, Value as FValue};
+use pyairtable_domain::formula::{self, RecordContext, Value as FValue};
 use pyairtable_domain::ids::FieldId;
 use serde_json::{Map, Value, json};
 
@@ -71,86 +71,6 @@ impl Row {
             last_modified_time: self.updated_at,
             now,
             time_zone: tz,
-        }
-    }
-}
-
-/// The computed fields of a table, with their formulas parsed once per request.
-pub struct Computed {
-    formulas: Vec<(FieldId, Option<Expr>)>,
-    system: Vec<(FieldId, SystemField)>,
-}
-
-enum SystemField {
-    Created,
-    Modified,
-    Count(FieldId),
-}
-
-impl Computed {
-    /// Prepares the computed fields of `table`. A formula that no longer parses yields
-    /// `#ERROR!` in its cells rather than failing the request.
-    #[must_use]
-    pub fn of(table: &TableSchema) -> Self {
-        let mut formulas = Vec::new();
-        let mut system = Vec::new();
-        for field in &table.fields {
-            match &field.field_type {
-                FieldType::Formula(options) => {
-                    formulas.push((field.id.clone(), formula::parse(&options.formula).ok()));
-                }
-                FieldType::CreatedTime => system.push((field.id.clone(), SystemField::Created)),
-                FieldType::LastModifiedTime => {
-                    system.push((field.id.clone(), SystemField::Modified));
-                }
-                FieldType::Count(options) => system.push((
-                    field.id.clone(),
-                    SystemField::Count(options.record_link_field_id.clone()),
-                )),
-                _ => {}
-            }
-        }
-        Self { formulas, system }
-    }
-
-    /// Whether the table has nothing to compute.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.formulas.is_empty() && self.system.is_empty()
-    }
-
-    /// Fills the computed cells of `row`.
-    pub fn fill(&self, table: &TableSchema, row: &mut Row, now: DateTime<Utc>, tz: Tz) {
-        for (id, kind) in &self.system {
-            let value = match kind {
-                SystemField::Created => json!(iso(row.created_at)),
-                SystemField::Modified => json!(iso(row.updated_at)),
-                SystemField::Count(link) => {
-                    json!(
-                        row.cells
-                            .get(link)
-                            .and_then(Value::as_array)
-                            .map_or(0, Vec::len)
-                    )
-                }
-            };
-            row.cells.insert(id.clone(), value);
-        }
-        // Formulas may read other formulas; a second pass settles one level of such chains
-        // whatever the fields' order.
-        let passes = if self.formulas.len() > 1 { 2 } else { 1 };
-        for _ in 0..passes {
-            for (id, expr) in &self.formulas {
-                let value = match expr {
-                    Some(expr) => formula::eval(expr, &row.context(table, now, tz)).to_cell_json(),
-                    None => json!({"error": "#ERROR!"}),
-                };
-                if value.is_null() {
-                    row.cells.remove(id);
-                } else {
-                    row.cells.insert(id.clone(), value);
-                }
-            }
         }
     }
 }
@@ -377,6 +297,7 @@ pub fn display(field: &FieldDef, cell: &Value, tz: Tz, locale: Locale) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rest::computed::Computed;
     use pyairtable_domain::fields::{FormulaOptions, NumberOptions};
     use pyairtable_domain::ids::{TableId, ViewId};
 
@@ -429,7 +350,8 @@ mod tests {
             t0,
             t0,
         );
-        Computed::of(&table).fill(&table, &mut row, t0, chrono_tz::UTC);
+        Computed::of(std::slice::from_ref(&table), &table, t0, chrono_tz::UTC)
+            .fill_row(&mut row, &Default::default());
         let out = Render::json(&table, false).record(&row);
         assert_eq!(out["fields"], json!({"N": 1.5, "Twice": 3.0}));
         assert_eq!(out["createdTime"], "2023-11-14T22:13:20.000Z");

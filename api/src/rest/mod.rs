@@ -7,6 +7,7 @@ pub mod access;
 pub mod body;
 pub mod cells;
 pub mod comments;
+pub mod computed;
 pub mod error;
 pub mod limits;
 pub mod meta;

@@ -25,11 +25,11 @@ use pyairtable_domain::permissions::Action;
 use pyairtable_eventstore::Position;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use sqlx::AssertSqlSafe;
 
 use super::access::{OpenBase, RestCaller, open_base};
 use super::body::{JsonBody, parse};
-use super::cells::{Computed, Locale, Render, Row};
+use super::cells::{Locale, Render, Row};
+use super::computed::Computed;
 use super::error::{RestError, RestResult};
 use super::limits::check_rate;
 use super::params::{CellFormat, Cursor, ListParams, Offset, fingerprint, query_pairs};
@@ -77,19 +77,8 @@ async fn fetch_row(
     table: &TableSchema,
     record_id: &str,
 ) -> RestResult<Option<Row>> {
-    let view = state.projections.names().rm_view("records");
-    let sql = format!(
-        "SELECT record_id, cells, created_at, updated_at FROM {view}
-          WHERE record_id = $1 AND table_id = $2 AND NOT deleted"
-    );
-    let row =
-        sqlx::query_as::<_, (String, Value, DateTime<Utc>, DateTime<Utc>)>(AssertSqlSafe(sql))
-            .bind(record_id)
-            .bind(table.id.as_str())
-            .fetch_optional(state.store.pool())
-            .await
-            .map_err(|e| RestError::internal("reading a record", &e))?;
-    Ok(row.map(|(id, cells, created, updated)| Row::from_json_cells(id, &cells, created, updated)))
+    let mut rows = scan::by_ids(state, table.id.as_str(), &[record_id.to_owned()]).await?;
+    Ok(rows.pop())
 }
 
 /// The field `key` names: exactly by name, or by id.
@@ -345,9 +334,9 @@ async fn page(
     cursor: Option<Cursor>,
     returned: usize,
     take: usize,
+    computed: &Computed<'_>,
     now: DateTime<Utc>,
 ) -> RestResult<(Vec<Row>, Option<Cursor>)> {
-    let computed = Computed::of(table);
     let order = if plan.sorts.is_empty() {
         Some(scan::Order::creation())
     } else {
@@ -362,9 +351,11 @@ async fn page(
     };
     let after = match (&order, cursor) {
         (_, Some(Cursor::Index { skip })) => {
-            return in_memory(state, table, plan, predicate, skip, take, now).await;
+            return in_memory(state, table, plan, predicate, skip, take, computed, now).await;
         }
-        (None, None) => return in_memory(state, table, plan, predicate, 0, take, now).await,
+        (None, None) => {
+            return in_memory(state, table, plan, predicate, 0, take, computed, now).await;
+        }
         (None, Some(_)) => return Err(invalid_offset()),
         (Some(_), None) => None,
         (Some(order), Some(Cursor::Keyset { created_us, id })) if order.is_empty() => {
@@ -391,10 +382,8 @@ async fn page(
         after,
         take,
         plan.filter.is_some(),
+        computed,
         |row| {
-            if !computed.is_empty() {
-                computed.fill(table, row, now, plan.tz);
-            }
             plan.filter
                 .as_ref()
                 .is_none_or(|f| formula::eval(f, &row.context(table, now, plan.tz)).is_truthy())
@@ -436,13 +425,14 @@ async fn page(
         // The in-memory order is the reference; going on from the records already sent keeps
         // the listing consistent with its earlier pages.
         scan::Scanned::Mismatch => {
-            in_memory(state, table, plan, predicate, returned, take, now).await
+            in_memory(state, table, plan, predicate, returned, take, computed, now).await
         }
     }
 }
 
 /// The in-memory path: every candidate row read, computed, filtered, stably sorted (ties keep
 /// creation order), and `take` rows after the first `skip` returned.
+#[allow(clippy::too_many_arguments)] // the parts of one listing
 async fn in_memory(
     state: &AppState,
     table: &TableSchema,
@@ -450,13 +440,11 @@ async fn in_memory(
     predicate: Option<&pushdown::Sql>,
     skip: usize,
     take: usize,
+    computed: &Computed<'_>,
     now: DateTime<Utc>,
 ) -> RestResult<(Vec<Row>, Option<Cursor>)> {
-    let computed = Computed::of(table);
     let mut rows = scan::rows(state, table.id.as_str(), predicate, None, None).await?;
-    for row in &mut rows {
-        computed.fill(table, row, now, plan.tz);
-    }
+    computed.fill(state, &mut rows).await?;
     if let Some(filter) = &plan.filter {
         rows.retain(|row| formula::eval(filter, &row.context(table, now, plan.tz)).is_truthy());
     }
@@ -494,6 +482,7 @@ async fn list(
     let (rows, next) = if take == 0 {
         (Vec::new(), None)
     } else {
+        let computed = Computed::of(&open.base.tables, table, now, plan.tz);
         page(
             state,
             table,
@@ -502,6 +491,7 @@ async fn list(
             offset.map(|o| o.cursor),
             returned,
             take,
+            &computed,
             now,
         )
         .await?
@@ -564,11 +554,14 @@ pub async fn get_one(
     let open = open_limited(&state, &caller, &base_id, &[Action::ReadRecords]).await?;
     let table = open.table(&table)?;
     let plan = plan(table, &params)?;
-    let mut row = fetch_row(&state, table, &record_id)
+    let row = fetch_row(&state, table, &record_id)
         .await?
         .ok_or_else(RestError::not_found)?;
-    Computed::of(table).fill(table, &mut row, Utc::now(), plan.tz);
-    Ok(Json(plan.render.record(&row)))
+    let mut rows = [row];
+    Computed::of(&open.base.tables, table, Utc::now(), plan.tz)
+        .fill(&state, &mut rows)
+        .await?;
+    Ok(Json(plan.render.record(&rows[0])))
 }
 
 /// A record of a write's result as a row, for rendering.
@@ -586,23 +579,24 @@ fn written_row(view: &RecordView, now: DateTime<Utc>) -> Row {
     }
 }
 
-fn render_written(
+async fn render_written(
+    state: &AppState,
+    tables: &[TableSchema],
     table: &TableSchema,
     written: &RecordsWritten,
     by_id: bool,
     now: DateTime<Utc>,
-) -> Vec<Value> {
-    let computed = Computed::of(table);
-    let render = Render::json(table, by_id);
-    written
+) -> RestResult<Vec<Value>> {
+    let mut rows: Vec<Row> = written
         .records
         .iter()
-        .map(|view| {
-            let mut row = written_row(view, now);
-            computed.fill(table, &mut row, now, chrono_tz::UTC);
-            render.record(&row)
-        })
-        .collect()
+        .map(|view| written_row(view, now))
+        .collect();
+    Computed::of(tables, table, now, chrono_tz::UTC)
+        .fill(state, &mut rows)
+        .await?;
+    let render = Render::json(table, by_id);
+    Ok(rows.iter().map(|row| render.record(row)).collect())
 }
 
 #[derive(Deserialize)]
@@ -648,7 +642,15 @@ pub async fn create(
         .create_records(&ctx, &open.id, table.id.as_str(), inputs, body.typecast)
         .await?;
     settle(&state, RECORDS_PROJECTION, &written.position).await;
-    let mut records = render_written(table, &written, body.return_fields_by_field_id, ctx.now);
+    let mut records = render_written(
+        &state,
+        &open.base.tables,
+        table,
+        &written,
+        body.return_fields_by_field_id,
+        ctx.now,
+    )
+    .await?;
     if single {
         return Ok(Json(records.pop().unwrap_or(Value::Null)));
     }
@@ -738,7 +740,15 @@ pub async fn update_many(
         )
         .await?;
     settle(&state, RECORDS_PROJECTION, &written.position).await;
-    let records = render_written(table, &written, body.return_fields_by_field_id, ctx.now);
+    let records = render_written(
+        &state,
+        &open.base.tables,
+        table,
+        &written,
+        body.return_fields_by_field_id,
+        ctx.now,
+    )
+    .await?;
     Ok(Json(json!({ "records": records })))
 }
 
@@ -829,7 +839,7 @@ async fn upsert_records(
         .upsert_records(&ctx, &open.id, table.id.as_str(), items, replace, typecast)
         .await?;
     settle(state, RECORDS_PROJECTION, &written.position).await;
-    let records = render_written(table, &written, by_id, ctx.now);
+    let records = render_written(state, &open.base.tables, table, &written, by_id, ctx.now).await?;
     let ids_where = |want: bool| -> Vec<Value> {
         records
             .iter()
@@ -884,7 +894,15 @@ pub async fn update_one(
         )
         .await?;
     settle(&state, RECORDS_PROJECTION, &written.position).await;
-    let mut records = render_written(table, &written, body.return_fields_by_field_id, ctx.now);
+    let mut records = render_written(
+        &state,
+        &open.base.tables,
+        table,
+        &written,
+        body.return_fields_by_field_id,
+        ctx.now,
+    )
+    .await?;
     Ok(Json(records.pop().unwrap_or(Value::Null)))
 }
 

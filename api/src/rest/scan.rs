@@ -29,6 +29,7 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, Row as _};
 
 use super::cells::Row;
+use super::computed::Computed;
 use super::error::{RestError, RestResult};
 use super::pushdown;
 use crate::state::AppState;
@@ -341,6 +342,36 @@ pub async fn rows(
     Ok(scanned.into_iter().map(|s| s.row).collect())
 }
 
+/// The live rows of `table_id` among `ids` (in no particular order; unknown and deleted ids
+/// are left out), read in chunks so a long list stays one bounded query each.
+///
+/// # Errors
+/// A bare 500 when the read model cannot be read.
+pub async fn by_ids(state: &AppState, table_id: &str, ids: &[String]) -> RestResult<Vec<Row>> {
+    const CHUNK: usize = 5_000;
+    let view = state.projections.names().rm_view("records");
+    let sql = format!(
+        "SELECT record_id, cells, created_at, updated_at FROM {view}
+          WHERE table_id = $1 AND record_id = ANY($2) AND NOT deleted"
+    );
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let rows = sqlx::query_as::<_, (String, Value, DateTime<Utc>, DateTime<Utc>)>(
+            AssertSqlSafe(sql.clone()),
+        )
+        .bind(table_id)
+        .bind(chunk)
+        .fetch_all(state.store.pool())
+        .await
+        .map_err(|e| RestError::internal("reading linked records", &e))?;
+        out.extend(
+            rows.into_iter()
+                .map(|(id, cells, c, u)| Row::from_json_cells(id, &cells, c, u)),
+        );
+    }
+    Ok(out)
+}
+
 /// What a scan found.
 pub enum Scanned {
     /// Up to `take` matching rows and, when more match, the position after the last of them.
@@ -350,8 +381,8 @@ pub enum Scanned {
     Mismatch,
 }
 
-/// Reads rows in `order` after `after`, keeps those `keep` accepts (after `prepare` filled
-/// their computed cells), and stops once `take + 1` are found or the table ends.
+/// Reads rows in `order` after `after`, fills their computed cells (`computed`), keeps those
+/// `keep` accepts, and stops once `take + 1` are found or the table ends.
 ///
 /// # Errors
 /// A bare 500 when the read model cannot be read.
@@ -364,7 +395,8 @@ pub async fn scan(
     after: Option<After>,
     take: usize,
     filtered: bool,
-    mut keep: impl FnMut(&mut Row) -> bool,
+    computed: &Computed<'_>,
+    keep: impl Fn(&Row) -> bool,
 ) -> RestResult<Scanned> {
     // Unfiltered, every row is kept: one chunk of take + 1 answers. Filtered, start with
     // twice that (half the rows matching is common) and grow, so a selective filter over a
@@ -387,12 +419,20 @@ pub async fn scan(
         )
         .await?;
         let exhausted = rows.len() < chunk;
-        for ScannedRow { mut row, at } in rows {
-            if at.keys.iter().any(|(group, _)| *group == 0) {
-                return Ok(Scanned::Mismatch);
-            }
+        if rows
+            .iter()
+            .any(|r| r.at.keys.iter().any(|(group, _)| *group == 0))
+        {
+            return Ok(Scanned::Mismatch);
+        }
+        let (mut chunk_rows, positions): (Vec<Row>, Vec<After>) =
+            rows.into_iter().map(|s| (s.row, s.at)).unzip();
+        if !computed.is_empty() {
+            computed.fill(state, &mut chunk_rows).await?;
+        }
+        for (row, at) in chunk_rows.into_iter().zip(positions) {
             position = Some(at.clone());
-            if keep(&mut row) {
+            if keep(&row) {
                 found.push((row, at));
                 if found.len() > take {
                     found.truncate(take);

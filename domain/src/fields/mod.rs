@@ -561,6 +561,9 @@ impl FieldType {
             Self::Rollup(o) if o.formula.trim().is_empty() => {
                 Err("rollup formula must not be empty".to_owned())
             }
+            Self::Rollup(o) => crate::formula::parse_rollup(&o.formula)
+                .map(|_| ())
+                .map_err(|e| format!("rollup formula: {e}")),
             _ => Ok(()),
         }
     }

@@ -37,7 +37,7 @@ pub use ast::{BinaryOp, Expr, Function, Literal, MAX_DEPTH, UnaryOp};
 pub use dates::{Unit, format as format_datetime, parse_loose as parse_datetime};
 pub use error::{FormulaError, FormulaErrorKind};
 pub use eval::{FormulaContext, RecordContext, eval, resolve_field};
-pub use parser::{MAX_FORMULA_CHARS, MAX_NESTING, parse};
+pub use parser::{MAX_FORMULA_CHARS, MAX_NESTING, ROLLUP_VALUES, parse, parse_rollup};
 pub use types::ResultKind;
 pub use value::{
     ErrorKind, MAX_ARRAY_LEN, MAX_RESULT_CHARS, Value, compare, format_number, parse_number,

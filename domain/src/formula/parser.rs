@@ -225,6 +225,8 @@ struct Parser<'a> {
     toks: Vec<(Tok, usize)>,
     at: usize,
     nesting: usize,
+    /// Whether the bare identifier `values` stands for a rollup's values.
+    rollup: bool,
 }
 
 /// A parsed subtree with its height, so over-deep trees are refused while they are built.
@@ -367,6 +369,9 @@ impl Parser<'_> {
         if *self.peek().0 != Tok::LParen {
             return match constant {
                 Some(b) => Ok((Expr::Literal(Literal::Bool(b)), 1)),
+                None if self.rollup && name.eq_ignore_ascii_case(ROLLUP_VALUES) => {
+                    Ok((Expr::Field(ROLLUP_VALUES.to_owned()), 1))
+                }
                 None => Err(self.err(FormulaErrorKind::BareIdentifier { name }, at)),
             };
         }
@@ -442,6 +447,37 @@ impl Parser<'_> {
 /// unknown function, a wrong argument count, a bare identifier, nesting deeper than
 /// [`MAX_NESTING`] or a tree taller than [`MAX_DEPTH`].
 pub fn parse(src: &str) -> Result<Expr, FormulaError> {
+    parse_with(src, false)
+}
+
+/// The name a rollup formula's values go by: the bare identifier `values` (any case), parsed
+/// as a reference to a field of this name that a rollup's context supplies.
+pub const ROLLUP_VALUES: &str = "values";
+
+/// Parses a rollup's aggregation formula, such as `SUM(values)` or `ARRAYJOIN(values, "; ")`:
+/// the bare identifier `values` stands for the linked records' values, and no other field may
+/// be referenced (a rollup sees only its linked values, as in Airtable).
+///
+/// # Errors
+/// What [`parse`] refuses, and a field reference other than `values`
+/// ([`FormulaErrorKind::UnknownFieldNames`]).
+pub fn parse_rollup(src: &str) -> Result<Expr, FormulaError> {
+    let expr = parse_with(src, true)?;
+    let others: Vec<String> = expr
+        .referenced_fields()
+        .into_iter()
+        .filter(|name| name != ROLLUP_VALUES)
+        .collect();
+    if others.is_empty() {
+        Ok(expr)
+    } else {
+        Err(FormulaError::without_position(
+            FormulaErrorKind::UnknownFieldNames { names: others },
+        ))
+    }
+}
+
+fn parse_with(src: &str, rollup: bool) -> Result<Expr, FormulaError> {
     if src.chars().nth(MAX_FORMULA_CHARS).is_some() {
         return Err(FormulaError::at(
             FormulaErrorKind::TooLong {
@@ -460,6 +496,7 @@ pub fn parse(src: &str) -> Result<Expr, FormulaError> {
         toks,
         at: 0,
         nesting: 0,
+        rollup,
     };
     // The top level is not nested: only parentheses, arguments and minus signs count.
     let (expr, _) = p.binary(1)?;

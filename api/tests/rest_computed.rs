@@ -1,0 +1,347 @@
+//! Lookups, rollups and counts over linked records through the REST API: values follow the
+//! linked records as they change, chains of lookups resolve, formulas read rollups, listings
+//! filter and sort on them, and a lookup or rollup that points nowhere is refused when defined.
+
+mod rest_support;
+
+use pyairtable_eventstore::testkit::TestStore;
+use reqwest::{Method, StatusCode};
+use rest_support::{ALL_SCOPES, Api, account, serve};
+use serde_json::{Value, json};
+
+async fn add_field(api: &Api, base: &str, table: &str, field: Value) -> String {
+    let created = api
+        .ok(
+            Method::POST,
+            &format!("/meta/bases/{base}/tables/{table}/fields"),
+            Some(field),
+        )
+        .await;
+    created["id"].as_str().expect("field id").to_owned()
+}
+
+async fn create(api: &Api, base: &str, table: &str, fields: Value) -> String {
+    let created = api
+        .ok(
+            Method::POST,
+            &format!("/{base}/{table}"),
+            Some(json!({"fields": fields})),
+        )
+        .await;
+    created["id"].as_str().expect("record id").to_owned()
+}
+
+/// The id of field `field` of table `table` in a created base's answer.
+fn field_id(created: &Value, table: usize, field: usize) -> String {
+    created["tables"][table]["fields"][field]["id"]
+        .as_str()
+        .expect("field id")
+        .to_owned()
+}
+
+fn names(listing: &Value) -> Vec<String> {
+    listing["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["fields"]["Name"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn lookups_rollups_and_counts_follow_linked_records() {
+    let store = TestStore::new().await;
+    let owner = account(&store, "owner@example.com", ALL_SCOPES);
+    let server = serve(&store, &[("PYAIRTABLE_RATE_LIMIT_PER_BASE", "0")]);
+    let api = Api::new(&server, &owner.token);
+
+    // Clients <- Projects <- Tasks, each linking to the one before.
+    let created = api
+        .ok(
+            Method::POST,
+            "/meta/bases",
+            Some(json!({
+                "name": "Agency",
+                "workspaceId": owner.workspace_id,
+                "tables": [
+                    {"name": "Clients", "fields": [{"name": "Name", "type": "singleLineText"}]},
+                    {"name": "Projects", "fields": [
+                        {"name": "Name", "type": "singleLineText"},
+                        {"name": "Budget", "type": "number", "options": {"precision": 0}},
+                        {"name": "Tags", "type": "multipleSelects", "options": {"choices": [{"name": "red"}, {"name": "blue"}]}},
+                    ]},
+                ],
+            })),
+        )
+        .await;
+    let base = created["id"].as_str().unwrap().to_owned();
+    let clients = created["tables"][0]["id"].as_str().unwrap().to_owned();
+    let projects = created["tables"][1]["id"].as_str().unwrap().to_owned();
+    let client_name = field_id(&created, 0, 0);
+    let budget = field_id(&created, 1, 1);
+    let tags = field_id(&created, 1, 2);
+    let project_client = add_field(
+        &api,
+        &base,
+        &projects,
+        json!({"name": "Client", "type": "multipleRecordLinks", "options": {"linkedTableId": clients}}),
+    )
+    .await;
+    let client_lookup = add_field(
+        &api,
+        &base,
+        &projects,
+        json!({"name": "Client name", "type": "multipleLookupValues",
+               "options": {"recordLinkFieldId": project_client, "fieldIdInLinkedTable": client_name}}),
+    )
+    .await;
+    let tasks = api
+        .ok(
+            Method::POST,
+            &format!("/meta/bases/{base}/tables"),
+            Some(json!({"name": "Tasks", "fields": [
+                {"name": "Name", "type": "singleLineText"},
+                {"name": "Projects", "type": "multipleRecordLinks", "options": {"linkedTableId": projects}},
+            ]})),
+        )
+        .await;
+    let tasks_id = tasks["id"].as_str().unwrap().to_owned();
+    let link = tasks["fields"][1]["id"].as_str().unwrap().to_owned();
+    for field in [
+        json!({"name": "Budgets", "type": "multipleLookupValues",
+               "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": budget}}),
+        json!({"name": "All tags", "type": "multipleLookupValues",
+               "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": tags}}),
+        json!({"name": "Clients", "type": "multipleLookupValues",
+               "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": client_lookup}}),
+        json!({"name": "Total", "type": "rollup",
+               "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": budget, "formula": "SUM(values)"}}),
+        json!({"name": "Largest", "type": "rollup",
+               "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": budget, "formula": "MAX(VALUES)"}}),
+        json!({"name": "Joined", "type": "rollup",
+               "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": tags, "formula": "ARRAYJOIN(ARRAYUNIQUE(values), '+')"}}),
+        json!({"name": "Count", "type": "count", "options": {"recordLinkFieldId": link}}),
+        json!({"name": "Half", "type": "formula", "options": {"formula": "{Total} / 2"}}),
+    ] {
+        add_field(&api, &base, &tasks_id, field).await;
+    }
+
+    let acme = create(&api, &base, "Clients", json!({"Name": "Acme"})).await;
+    let globex = create(&api, &base, "Clients", json!({"Name": "Globex"})).await;
+    let alpha = create(
+        &api,
+        &base,
+        "Projects",
+        json!({"Name": "Alpha", "Budget": 100, "Tags": ["red"], "Client": [acme]}),
+    )
+    .await;
+    let beta = create(
+        &api,
+        &base,
+        "Projects",
+        json!({"Name": "Beta", "Budget": 250, "Tags": ["red", "blue"], "Client": [globex]}),
+    )
+    .await;
+    // A write's answer already shows the computed cells.
+    let written = api
+        .ok(
+            Method::POST,
+            &format!("/{base}/Tasks"),
+            Some(json!({"fields": {"Name": "both", "Projects": [beta, alpha]}})),
+        )
+        .await;
+    assert_eq!(written["fields"]["Total"], 350.0, "{written}");
+    let both = written["id"].as_str().unwrap().to_owned();
+    create(
+        &api,
+        &base,
+        "Tasks",
+        json!({"Name": "alpha", "Projects": [alpha]}),
+    )
+    .await;
+    create(&api, &base, "Tasks", json!({"Name": "none"})).await;
+
+    let one = api
+        .ok(Method::GET, &format!("/{base}/Tasks/{both}"), None)
+        .await;
+    let f = &one["fields"];
+    assert_eq!(f["Budgets"], json!([250, 100]), "link order: {one}");
+    assert_eq!(
+        f["All tags"],
+        json!(["red", "blue", "red"]),
+        "flattened: {one}"
+    );
+    assert_eq!(
+        f["Clients"],
+        json!(["Globex", "Acme"]),
+        "lookup of a lookup: {one}"
+    );
+    assert_eq!(f["Total"], 350.0);
+    assert_eq!(f["Largest"], 250.0);
+    assert_eq!(f["Joined"], "red+blue");
+    assert_eq!(f["Count"], 2);
+    assert_eq!(f["Half"], 175.0, "a formula reads a rollup: {one}");
+
+    // Filter and sort on computed cells (evaluated, not pushed down).
+    let listing = api
+        .ok(
+            Method::GET,
+            &format!(
+                "/{base}/Tasks?filterByFormula={}&sort%5B0%5D%5Bfield%5D=Total&sort%5B0%5D%5Bdirection%5D=desc",
+                urlencode("{Total} > 0")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(names(&listing), ["both", "alpha"]);
+    let listing = api
+        .ok(
+            Method::GET,
+            &format!(
+                "/{base}/Tasks?filterByFormula={}",
+                urlencode("FIND('Acme', ARRAYJOIN({Clients}))")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(names(&listing), ["both", "alpha"]);
+    let listing = api
+        .ok(
+            Method::GET,
+            &format!("/{base}/Tasks?filterByFormula={}", urlencode("{Count} = 0")),
+            None,
+        )
+        .await;
+    assert_eq!(names(&listing), ["none"]);
+    let none = &listing["records"][0]["fields"];
+    assert!(
+        none.get("Budgets").is_none(),
+        "empty lookups are left out: {none}"
+    );
+    assert_eq!(none["Total"], 0.0);
+
+    // Values follow the linked records: change a budget, rename a client, delete a project.
+    api.ok(
+        Method::PATCH,
+        &format!("/{base}/Projects/{alpha}"),
+        Some(json!({"fields": {"Budget": 1000}})),
+    )
+    .await;
+    api.ok(
+        Method::PATCH,
+        &format!("/{base}/Clients/{globex}"),
+        Some(json!({"fields": {"Name": "Globex Corp"}})),
+    )
+    .await;
+    let one = api
+        .ok(Method::GET, &format!("/{base}/Tasks/{both}"), None)
+        .await;
+    assert_eq!(one["fields"]["Total"], 1250.0, "{one}");
+    assert_eq!(one["fields"]["Clients"], json!(["Globex Corp", "Acme"]));
+    api.ok(Method::DELETE, &format!("/{base}/Projects/{beta}"), None)
+        .await;
+    let one = api
+        .ok(Method::GET, &format!("/{base}/Tasks/{both}"), None)
+        .await;
+    assert_eq!(one["fields"]["Budgets"], json!([1000]), "{one}");
+    assert_eq!(one["fields"]["Total"], 1000.0);
+    assert_eq!(one["fields"]["Clients"], json!(["Acme"]));
+
+    // cellFormat=string renders them too.
+    let strings = api
+        .ok(
+            Method::GET,
+            &format!(
+                "/{base}/Tasks?cellFormat=string&timeZone=UTC&userLocale=en-us&filterByFormula={}",
+                urlencode("{Name} = 'both'")
+            ),
+            None,
+        )
+        .await;
+    let fields = &strings["records"][0]["fields"];
+    assert!(fields["Budgets"].is_string(), "{strings}");
+}
+
+#[tokio::test]
+async fn lookups_and_rollups_that_point_nowhere_are_refused() {
+    let store = TestStore::new().await;
+    let owner = account(&store, "owner@example.com", ALL_SCOPES);
+    let server = serve(&store, &[("PYAIRTABLE_RATE_LIMIT_PER_BASE", "0")]);
+    let api = Api::new(&server, &owner.token);
+    let created = api
+        .ok(
+            Method::POST,
+            "/meta/bases",
+            Some(json!({
+                "name": "B",
+                "workspaceId": owner.workspace_id,
+                "tables": [
+                    {"name": "A", "fields": [{"name": "Name", "type": "singleLineText"}]},
+                    {"name": "B", "fields": [{"name": "Name", "type": "singleLineText"},
+                                             {"name": "Size", "type": "number", "options": {"precision": 0}}]},
+                ],
+            })),
+        )
+        .await;
+    let base = created["id"].as_str().unwrap().to_owned();
+    let a = created["tables"][0]["id"].as_str().unwrap().to_owned();
+    let b = created["tables"][1]["id"].as_str().unwrap().to_owned();
+    let a_name = field_id(&created, 0, 0);
+    let size = field_id(&created, 1, 1);
+    let link = add_field(
+        &api,
+        &base,
+        &a,
+        json!({"name": "Bs", "type": "multipleRecordLinks", "options": {"linkedTableId": b}}),
+    )
+    .await;
+    let path = format!("/meta/bases/{base}/tables/{a}/fields");
+    let before = api
+        .ok(Method::GET, &format!("/meta/bases/{base}/tables"), None)
+        .await;
+    for (field, needle) in [
+        (
+            json!({"name": "L", "type": "multipleLookupValues",
+                   "options": {"recordLinkFieldId": a_name, "fieldIdInLinkedTable": size}}),
+            "is not a multipleRecordLinks field",
+        ),
+        (
+            json!({"name": "L", "type": "multipleLookupValues",
+                   "options": {"recordLinkFieldId": "fldXXXXXXXXXXXXXX", "fieldIdInLinkedTable": size}}),
+            "is not a field of this table",
+        ),
+        (
+            json!({"name": "L", "type": "multipleLookupValues",
+                   "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": a_name}}),
+            "is not a field of the linked table",
+        ),
+        (
+            json!({"name": "R", "type": "rollup",
+                   "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": size, "formula": "SUM(values"}}),
+            "rollup formula",
+        ),
+        (
+            json!({"name": "R", "type": "rollup",
+                   "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": size, "formula": "SUM({Size})"}}),
+            "Unknown field names: Size",
+        ),
+        (
+            json!({"name": "C", "type": "count", "options": {"recordLinkFieldId": a_name}}),
+            "is not a multipleRecordLinks field",
+        ),
+    ] {
+        let (status, body) = api.call(Method::POST, &path, Some(field.clone())).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains(needle), "{field}: {body}");
+    }
+    let after = api
+        .ok(Method::GET, &format!("/meta/bases/{base}/tables"), None)
+        .await;
+    assert_eq!(before, after, "a refused field changes nothing");
+}
+
+/// Percent-encodes every byte, which any server must decode.
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| format!("%{b:02X}")).collect()
+}
