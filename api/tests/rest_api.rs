@@ -769,3 +769,72 @@ async fn the_rate_limit_answers_429_before_applying_anything() {
     drop(server);
     store.cleanup().await.unwrap();
 }
+
+/// Upsert matching reads only candidate records for a text merge field (a pre-filter through
+/// the cells' index): it must still match texts exactly, find every duplicate, and behave the
+/// same when the merge fields leave no pre-filter (numbers) and the whole table is read.
+#[tokio::test]
+async fn upsert_matching_is_exact_and_finds_every_match() {
+    let store = TestStore::new().await;
+    let owner = account(&store, "owner@example.com", ALL_SCOPES);
+    let server = serve(&store, &[("PYAIRTABLE_RATE_LIMIT_PER_BASE", "0")]);
+    let api = Api::new(&server, &owner.token);
+    let (base_id, _) = create_base(&api, &owner.workspace_id).await;
+    let tasks = format!("/{base_id}/Tasks");
+    api.ok(
+        Method::POST,
+        &tasks,
+        Some(json!({"records": [
+            {"fields": {"Name": "Plan", "Points": 1}},
+            {"fields": {"Name": "it's \"quoted\" ünï", "Points": 2}},
+            {"fields": {"Name": "Twin", "Points": 3}},
+            {"fields": {"Name": "Twin", "Points": 3}},
+        ]})),
+    )
+    .await;
+    let upsert = |merge: Value, records: Value| json!({"performUpsert": {"fieldsToMergeOn": merge}, "records": records});
+    // Exact texts: case differs, so "plan" is new; quotes and accents match as given.
+    let out = api
+        .ok(
+            Method::PATCH,
+            &tasks,
+            Some(upsert(
+                json!(["Name"]),
+                json!([
+                    {"fields": {"Name": "plan", "Points": 5}},
+                    {"fields": {"Name": "it's \"quoted\" ünï", "Points": 6}},
+                ]),
+            )),
+        )
+        .await;
+    assert_eq!(out["createdRecords"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(out["updatedRecords"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(out["records"][1]["fields"]["Points"], 6.0);
+    // Two records match: refused, by the pre-filtered path (text) and the full read (number).
+    for merge in [
+        json!(["Name"]),
+        json!(["Points"]),
+        json!(["Points", "Name"]),
+    ] {
+        let (status, body) = api
+            .call(
+                Method::PATCH,
+                &tasks,
+                Some(upsert(
+                    merge.clone(),
+                    json!([{"fields": {"Name": "Twin", "Points": 3}}]),
+                )),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{merge}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("2 records match"),
+            "{merge}: {body}"
+        );
+    }
+    let all = api.ok(Method::GET, &tasks, None).await;
+    assert_eq!(all["records"].as_array().unwrap().len(), 5, "{all}");
+}

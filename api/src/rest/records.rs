@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use pyairtable_commands::service::{RecordUpdate, RecordView, RecordsWritten};
 use pyairtable_domain::base::{SortDirection, TableSchema};
-use pyairtable_domain::fields::FieldDef;
+use pyairtable_domain::fields::{FieldDef, FieldType};
 use pyairtable_domain::formula::{self, Expr, Value as FValue};
 use pyairtable_domain::ids::{FieldId, RecordId};
 use pyairtable_domain::permissions::Action;
@@ -763,6 +763,43 @@ fn same_value(field: &FieldDef, stored: Option<&Value>, given: &Value) -> bool {
     matches!(formula::compare(&a, &b), Ok(Some(Ordering::Equal)))
 }
 
+/// A SQL pre-filter keeping every record an upsert can match, so matching reads those records
+/// (through the cells' GIN index) rather than the table: the records whose first text merge
+/// field holds exactly one of the texts given for it. Text cells compare byte for byte in the
+/// formula engine ([`same_value`]), so no match is lost. `None` (read the table) when no merge
+/// field is text with a non-empty text given by every record to match.
+fn upsert_candidates(
+    merge_fields: &[&FieldDef],
+    records: &[UpdateRecord],
+) -> Option<pushdown::Sql> {
+    merge_fields.iter().find_map(|field| {
+        if !(field.field_type.is_text() || matches!(field.field_type, FieldType::SingleSelect(_))) {
+            return None;
+        }
+        let mut args = Vec::new();
+        for record in records.iter().filter(|r| r.id.is_none()) {
+            let given = record
+                .fields
+                .get(&field.name)
+                .or_else(|| record.fields.get(field.id.as_str()))?;
+            match given {
+                Value::String(text) if !text.is_empty() => {
+                    args.push(pushdown::Arg::Json(json!({ field.id.as_str(): text })));
+                }
+                _ => return None,
+            }
+        }
+        if args.is_empty() {
+            return None;
+        }
+        let text = (1..=args.len())
+            .map(|i| format!("cells @> ${i}::jsonb"))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        Some(pushdown::Sql { text, args })
+    })
+}
+
 #[allow(clippy::too_many_arguments)] // the parts of one upsert request
 async fn upsert_records(
     state: &AppState,
@@ -787,7 +824,12 @@ async fn upsert_records(
         .iter()
         .map(|k| field_named(table, k).ok_or_else(|| unknown_field(k)))
         .collect::<RestResult<Vec<&FieldDef>>>()?;
-    let rows = scan::rows(state, table.id.as_str(), None, None, None).await?;
+    let rows = if records.iter().all(|r| r.id.is_some()) {
+        Vec::new()
+    } else {
+        let candidates = upsert_candidates(&merge_fields, &records);
+        scan::rows(state, table.id.as_str(), candidates.as_ref(), None, None).await?
+    };
     // Each request record in order: `Some(id)` to update, `None` to create.
     let mut items: Vec<(Option<RecordId>, Map<String, Value>)> = Vec::with_capacity(records.len());
     for (index, record) in records.into_iter().enumerate() {
