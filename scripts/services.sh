@@ -120,14 +120,57 @@ ensure_redis() {
   fi
 }
 
-ensure_nats() {
-  if ! port_open 4222; then
-    log "starting NATS with JetStream"
-    mkdir -p "$STATE_DIR/nats"
-    nohup nats-server -a 127.0.0.1 -p 4222 -js -sd "$STATE_DIR/nats" \
-      >"$STATE_DIR/nats-server.log" 2>&1 &
-    wait_port 4222 NATS
+# Whether the NATS server on port $1 has JetStream: its INFO greeting says so.
+nats_jetstream() {
+  local info
+  info=$(timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && head -n1 <&3" 2>/dev/null) || return 1
+  [[ $info == *'"jetstream":true'* ]]
+}
+
+# Debian's nats-server package runs a systemd service whose config has no JetStream: add it.
+enable_debian_jetstream() {
+  local conf=/etc/nats-server.conf
+  if ! grep -q '^[[:space:]]*jetstream' "$conf"; then
+    log "enabling JetStream in $conf"
+    printf '\n# Added by PyAirtable (scripts/services.sh): the platform needs JetStream.\njetstream {\n  store_dir: /var/lib/nats-server\n}\n' \
+      | as_root tee -a "$conf" >/dev/null
   fi
+  as_root mkdir -p /var/lib/nats-server
+  as_root chown nats: /var/lib/nats-server 2>/dev/null || true
+}
+
+debian_nats_service() {
+  have_systemd && [ -f /etc/nats-server.conf ] \
+    && systemctl list-unit-files nats-server.service >/dev/null 2>&1
+}
+
+ensure_nats() {
+  local port="${NATS_PORT:-4222}"
+  if port_open "$port"; then
+    nats_jetstream "$port" && return 0
+    if debian_nats_service && systemctl is-active --quiet nats-server; then
+      enable_debian_jetstream
+      as_root systemctl restart nats-server
+      wait_port "$port" NATS
+      nats_jetstream "$port" && return 0
+    fi
+    echo "error: the NATS server on 127.0.0.1:$port runs without JetStream; restart it with -js" >&2
+    return 1
+  fi
+  log "starting NATS with JetStream"
+  if debian_nats_service; then
+    enable_debian_jetstream
+    as_root systemctl start nats-server
+  else
+    mkdir -p "$STATE_DIR/nats"
+    nohup nats-server -a 127.0.0.1 -p "$port" -js -sd "$STATE_DIR/nats" \
+      >"$STATE_DIR/nats-server.log" 2>&1 &
+  fi
+  wait_port "$port" NATS
+  nats_jetstream "$port" || {
+    echo "error: NATS started on 127.0.0.1:$port without JetStream" >&2
+    return 1
+  }
 }
 
 ensure_services() {

@@ -10,6 +10,8 @@ ensure_rust
 ensure_browser_tools
 # The tests create and drop their own schemas inside this database.
 export DATABASE_URL="${TEST_DATABASE_URL:-postgres://pyairtable:pyairtable@127.0.0.1:5432/pyairtable_test}"
+log "checking the service scripts"
+scripts/services-test.sh
 log "checking formatting"
 cargo fmt --all -- --check
 if ! cargo nextest --version >/dev/null 2>&1; then
