@@ -372,10 +372,7 @@ impl Projections {
                 let indexing = Instant::now();
                 // The log is replayed: write out what the bulk fold holds, build the indexes,
                 // then replay what was written meanwhile through the live path (it needs them).
-                if let Some(mut b) = bulk.take() {
-                    b.spill().await?;
-                }
-                self.restore_indexes(name, generation).await?;
+                self.restore_indexes(name, generation, bulk.take()).await?;
                 timings.indexing = indexing.elapsed();
                 indexed = true;
                 next = self.prefetch(checkpoint);
@@ -550,7 +547,16 @@ impl Projections {
 
     /// Builds the indexes `rm_defer_indexes` dropped from a shadow generation, two at a time
     /// (one per core here; PostgreSQL builds a b-tree with parallel workers of its own).
-    async fn restore_indexes(&self, name: &str, generation: i32) -> Result<()> {
+    ///
+    /// With a bulk fold, its records are written out at the same time: statements on the
+    /// revisions (complete once the replay is) start at once, the others once the records
+    /// have landed, so the index builds overlap the last copy.
+    async fn restore_indexes(
+        &self,
+        name: &str,
+        generation: i32,
+        bulk: Option<BulkRecords>,
+    ) -> Result<()> {
         let pool = self.inner.store.pool();
         let started = Instant::now();
         let ddl: Vec<String> = sqlx::query_scalar(
@@ -562,7 +568,54 @@ impl Projections {
         .fetch_all(pool)
         .await
         .map_err(ProjectionError::pg("reading the deferred indexes"))?;
-        let queue = std::sync::Mutex::new(ddl.iter());
+        // Fresh statistics, so the first queries after the switch plan well: of the columns
+        // queries filter, join and sort on. JSON documents (cells, payloads, changes) took most
+        // of an ANALYZE's time (over a second per 300,000 events) and their statistics only
+        // refine the estimates of cell filters; autovacuum's analyze, which the bulk of new
+        // rows triggers, adds them shortly after the switch. The ANALYZEs share the index
+        // builds' two connections.
+        let mut work = ddl.clone();
+        for table in crate::queries::RM_TABLES
+            .iter()
+            .filter(|(p, _)| *p == name)
+            .flat_map(|(_, tables)| tables.iter())
+        {
+            let qualified = self.inner.names.rm_table(table, generation);
+            let columns: Option<String> = sqlx::query_scalar(
+                "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+                   FROM pg_attribute
+                  WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped
+                    AND atttypid NOT IN ('json'::regtype, 'jsonb'::regtype)",
+            )
+            .bind(&qualified)
+            .fetch_one(pool)
+            .await
+            .map_err(ProjectionError::pg("listing the shadow's columns"))?;
+            work.push(match columns {
+                Some(columns) => format!("ANALYZE {qualified} ({columns})"),
+                None => format!("ANALYZE {qualified}"),
+            });
+        }
+        // Only the revisions are complete before the fold is written out.
+        let revisions = format!("record_revisions_g{generation}");
+        let (early, late): (Vec<&String>, Vec<&String>) = work.iter().partition(|statement| {
+            bulk.is_none()
+                || statement.match_indices(&revisions).any(|(at, _)| {
+                    !statement[at + revisions.len()..]
+                        .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                })
+        });
+        let early = std::sync::Mutex::new(early.into_iter());
+        let late = std::sync::Mutex::new(late.into_iter());
+        let (spilled, spill_done) = tokio::sync::watch::channel(false);
+        let spill = async move {
+            if let Some(mut b) = bulk {
+                b.spill().await?;
+            }
+            // No receiver left only means the builds failed; their error is the one returned.
+            let _ = spilled.send(true);
+            Ok::<(), ProjectionError>(())
+        };
         let build = || async {
             // Detached: the session setting below must not leak into the pool, whatever happens.
             let mut conn = pool
@@ -574,8 +627,16 @@ impl Projections {
                 .execute(&mut conn)
                 .await
                 .map_err(ProjectionError::pg("sizing the index build"))?;
+            let mut ready = spill_done.clone();
             loop {
-                let next = queue.lock().map_or(None, |mut q| q.next());
+                let mut next = early.lock().map_or(None, |mut q| q.next());
+                if next.is_none() {
+                    // A failed spill drops the sender: stop here, its error is returned.
+                    if ready.wait_for(|done| *done).await.is_err() {
+                        break;
+                    }
+                    next = late.lock().map_or(None, |mut q| q.next());
+                }
                 let Some(statement) = next else { break };
                 sqlx::query(AssertSqlSafe(statement.clone()))
                     .execute(&mut conn)
@@ -584,27 +645,13 @@ impl Projections {
             }
             Ok::<(), ProjectionError>(())
         };
-        futures::future::try_join(build(), build()).await?;
+        futures::future::try_join3(spill, build(), build()).await?;
         sqlx::query("DELETE FROM rm_deferred_indexes WHERE projection = $1 AND generation = $2")
             .bind(name)
             .bind(generation)
             .execute(pool)
             .await
             .map_err(ProjectionError::pg("forgetting the deferred indexes"))?;
-        for table in crate::queries::RM_TABLES
-            .iter()
-            .filter(|(p, _)| *p == name)
-            .flat_map(|(_, tables)| tables.iter())
-        {
-            // Fresh statistics, so the first queries after the switch plan well.
-            sqlx::query(AssertSqlSafe(format!(
-                "ANALYZE {}",
-                self.inner.names.rm_table(table, generation)
-            )))
-            .execute(pool)
-            .await
-            .map_err(ProjectionError::pg("analysing the shadow tables"))?;
-        }
         info!(
             projection = name,
             generation,

@@ -545,6 +545,25 @@ async fn a_bulk_rebuild_equals_the_live_tables_and_a_classic_rebuild() -> Result
     let live = checksums(&env).await?;
     ensure!(env.sql().count("records").await? == 40);
 
+    let index_count = |table: String| {
+        let pool = env.test.store().pool().clone();
+        let schema = env.projections.names().rm_schema();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND tablename = $2",
+            )
+            .bind(schema)
+            .bind(table)
+            .fetch_one(&pool)
+            .await
+        }
+    };
+    let live_generation: i32 = sqlx::query_scalar(
+        "SELECT generation FROM projection_generations WHERE projection = 'records'",
+    )
+    .fetch_one(env.test.store().pool())
+    .await?;
+    let live_indexes = index_count(format!("records_g{live_generation}")).await?;
     let report = env.projections.rebuild("records", |_| {}).await?;
     ensure!(report.parked == 1, "{report:?}");
     ensure!(
@@ -563,6 +582,32 @@ async fn a_bulk_rebuild_equals_the_live_tables_and_a_classic_rebuild() -> Result
         indexes == 2,
         "record_revisions has {indexes} indexes after the rebuild"
     );
+    // The records' indexes, built after their copy, and fresh statistics of the key
+    // columns of both tables (not of the JSON documents, left to autovacuum).
+    let indexes = index_count(format!("records_g{}", report.generation)).await?;
+    ensure!(
+        indexes == live_indexes && indexes >= 4,
+        "records has {indexes} indexes after the rebuild, {live_indexes} before"
+    );
+    for (table, column, analyzed) in [
+        ("records", "record_id", true),
+        ("records", "cells", false),
+        ("record_revisions", "record_id", true),
+        ("record_revisions", "changes", false),
+    ] {
+        let stats: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stats WHERE schemaname = $1 AND tablename = $2 AND attname = $3",
+        )
+        .bind(env.projections.names().rm_schema())
+        .bind(format!("{table}_g{}", report.generation))
+        .bind(column)
+        .fetch_one(env.test.store().pool())
+        .await?;
+        ensure!(
+            (stats == 1) == analyzed,
+            "statistics of {table}.{column} after the rebuild: {stats}"
+        );
+    }
 
     // The same log rebuilt through the live batched path, by a runtime configured so.
     let classic = pyairtable_projections::Projections::new(
