@@ -247,6 +247,59 @@ async fn lookups_rollups_and_counts_follow_linked_records() {
     assert_eq!(one["fields"]["Total"], 1000.0);
     assert_eq!(one["fields"]["Clients"], json!(["Acme"]));
 
+    // GraphQL shows the same computed cells, keyed by field id, in a listing and one record.
+    let schema = api
+        .ok(Method::GET, &format!("/meta/bases/{base}/tables"), None)
+        .await;
+    let tasks_fields = schema["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == tasks_id.as_str())
+        .and_then(|t| t["fields"].as_array())
+        .expect("Tasks in the schema");
+    let field = |name: &str| {
+        tasks_fields
+            .iter()
+            .find(|f| f["name"] == name)
+            .and_then(|f| f["id"].as_str())
+            .unwrap_or_else(|| panic!("no field {name}: {schema}"))
+            .to_owned()
+    };
+    let graphql = |query: &'static str, variables: Value| {
+        let request = api
+            .client
+            .post(format!("{}/graphql", server.base_url))
+            .bearer_auth(&owner.token)
+            .json(&json!({"query": query, "variables": variables}));
+        async move {
+            let body: Value = request.send().await.unwrap().json().await.unwrap();
+            assert!(body["errors"].is_null(), "{body}");
+            body["data"].clone()
+        }
+    };
+    let listed = graphql(
+        "query($t: ID!) { records(tableId: $t, first: 10) { nodes { id cells } } }",
+        json!({"t": tasks_id}),
+    )
+    .await;
+    let node = listed["records"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == both.as_str())
+        .cloned()
+        .expect("the record in GraphQL");
+    assert_eq!(node["cells"][field("Total")], 1000.0, "{node}");
+    assert_eq!(node["cells"][field("Half")], 500.0, "{node}");
+    assert_eq!(node["cells"][field("Clients")], json!(["Acme"]), "{node}");
+    let one = graphql(
+        "query($id: ID!) { record(id: $id) { cells } }",
+        json!({"id": both}),
+    )
+    .await;
+    assert_eq!(one["record"]["cells"], node["cells"]);
+
     // cellFormat=string renders them too.
     let strings = api
         .ok(

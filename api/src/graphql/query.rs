@@ -292,7 +292,7 @@ impl QueryRoot {
             .bind(record_id.to_string())
             .fetch_optional(&svc.pool)
             .await?;
-        Ok(row.map(
+        let mut node = row.map(
             |(id, table, cells, version, deleted, created_at, updated_at)| RecordNode {
                 id: ID(id),
                 table_id: table.map(ID),
@@ -304,7 +304,11 @@ impl QueryRoot {
                 workspace_id: Some(at.workspace_id.clone()),
                 base_id: at.base_id.clone(),
             },
-        ))
+        );
+        if let Some(node) = node.as_mut().filter(|n| !n.deleted) {
+            super::records::fill_computed(svc, &mut [node]).await?;
+        }
+        Ok(node)
     }
 
     /// A workspace's audit log: who did what, when (owners and creators).

@@ -12,6 +12,7 @@ use async_graphql::{Enum, InputObject, Json, SimpleObject};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use pyairtable_domain::base::Base;
 use pyairtable_domain::ids::TableId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,6 +22,8 @@ use super::access::Location;
 use super::context::Services;
 use super::error::{ApiError, ApiResult};
 use super::types::{FieldNode, RecordNode};
+use crate::rest::cells::Row;
+use crate::rest::computed::Computed;
 
 /// Default page size.
 pub const DEFAULT_PAGE: usize = 25;
@@ -614,7 +617,7 @@ pub async fn query_records(
     let mut rows: Vec<RecordRow> = q.build_query_as().fetch_all(&svc.pool).await?;
     let has_next_page = rows.len() > first;
     rows.truncate(first);
-    let edges: Vec<RecordEdge> = rows
+    let mut edges: Vec<RecordEdge> = rows
         .into_iter()
         .map(
             |(id, table, cells, version, deleted, created_at, updated_at, sort_values)| {
@@ -641,7 +644,64 @@ pub async fn query_records(
             },
         )
         .collect();
+    let mut nodes: Vec<&mut RecordNode> = edges.iter_mut().map(|e| &mut e.node).collect();
+    fill_computed(svc, &mut nodes).await?;
     Ok(connection(edges, has_next_page, total))
+}
+
+/// Fills the computed cells of records of one table (formulas, lookups, rollups, counts,
+/// created and modified times), as the REST API shows them: the read model stores only the
+/// cells written. Formulas see UTC. Records of another table than the first's are left as
+/// they are.
+///
+/// # Errors
+/// `INTERNAL` when the base or the linked records cannot be read.
+pub async fn fill_computed(svc: &Services, nodes: &mut [&mut RecordNode]) -> ApiResult<()> {
+    let Some(first) = nodes.first() else {
+        return Ok(());
+    };
+    let (Some(base_id), Some(table_id)) = (first.base_id.clone(), first.table_id.clone()) else {
+        return Ok(());
+    };
+    let base = svc.platform.runner().load::<Base>(base_id.as_str()).await?;
+    let Some(table) = base
+        .state
+        .tables
+        .iter()
+        .find(|t| t.id.as_str() == table_id.as_str())
+    else {
+        return Ok(());
+    };
+    let computed = Computed::of(&base.state.tables, table, Utc::now(), chrono_tz::UTC);
+    if computed.is_empty() {
+        return Ok(());
+    }
+    let mine = |n: &RecordNode| n.table_id.as_ref() == Some(&table_id);
+    let mut rows: Vec<Row> = nodes
+        .iter()
+        .filter(|n| mine(n))
+        .map(|n| {
+            let created = n.created_at.unwrap_or(DateTime::UNIX_EPOCH);
+            Row::from_json_cells(
+                n.id.to_string(),
+                &n.cells.0,
+                created,
+                n.updated_at.unwrap_or(created),
+            )
+        })
+        .collect();
+    computed
+        .fill_from(&svc.pool, &svc.view("records"), &mut rows)
+        .await?;
+    for (node, row) in nodes.iter_mut().filter(|n| mine(n)).zip(rows) {
+        node.cells = Json(Value::Object(
+            row.cells
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_owned(), v))
+                .collect(),
+        ));
+    }
+    Ok(())
 }
 
 /// Assembles a connection from its edges.

@@ -22,8 +22,9 @@ use pyairtable_domain::ids::{FieldId, TableId};
 use serde_json::{Value, json};
 
 use super::cells::{Row, iso};
-use super::error::RestResult;
-use super::scan;
+use sqlx::{AssertSqlSafe, PgPool};
+
+use super::error::{RestError, RestResult};
 use crate::state::AppState;
 
 /// How many links a chain of lookups is followed through.
@@ -139,12 +140,30 @@ impl<'a> Computed<'a> {
         self.formulas.is_empty() && self.system.is_empty() && self.linked.is_empty()
     }
 
-    /// Fills the computed cells of `rows`, reading the records their lookups and rollups need.
+    /// Fills the computed cells of `rows`, reading the records their lookups and rollups need
+    /// from the REST state's records read model.
     ///
     /// # Errors
     /// A bare 500 when the read model cannot be read.
     pub async fn fill(&self, state: &AppState, rows: &mut [Row]) -> RestResult<()> {
-        let linked = self.read_linked(state, rows).await?;
+        let view = state.projections.names().rm_view("records");
+        self.fill_from(state.store.pool(), &view, rows)
+            .await
+            .map_err(|e| RestError::internal("reading linked records", &e))
+    }
+
+    /// Fills the computed cells of `rows`, reading linked records from the records view
+    /// `view` (schema-qualified) through `pool`.
+    ///
+    /// # Errors
+    /// The database's error when the view cannot be read.
+    pub async fn fill_from(
+        &self,
+        pool: &PgPool,
+        view: &str,
+        rows: &mut [Row],
+    ) -> Result<(), sqlx::Error> {
+        let linked = self.read_linked(pool, view, rows).await?;
         for row in rows.iter_mut() {
             self.fill_row(row, &linked);
         }
@@ -153,7 +172,12 @@ impl<'a> Computed<'a> {
 
     /// Reads, per linked table, the records `rows` link to through a lookup or rollup, with
     /// their own computed cells one level shallower.
-    async fn read_linked(&self, state: &AppState, rows: &[Row]) -> RestResult<LinkedRows> {
+    async fn read_linked(
+        &self,
+        pool: &PgPool,
+        view: &str,
+        rows: &[Row],
+    ) -> Result<LinkedRows, sqlx::Error> {
         let mut out = LinkedRows::new();
         if self.depth == 0 || self.linked.is_empty() {
             return Ok(out);
@@ -172,11 +196,11 @@ impl<'a> Computed<'a> {
                 continue;
             }
             let ids: Vec<String> = ids.into_iter().collect();
-            let mut found = scan::by_ids(state, table_id.as_str(), &ids).await?;
+            let mut found = read_rows(pool, view, table_id.as_str(), &ids).await?;
             let inner = Self::with_depth(self.tables, table, self.now, self.tz, self.depth - 1);
             if !inner.is_empty() {
                 // Boxed: the fill of linked rows is this same function one level down.
-                Box::pin(inner.fill(state, &mut found)).await?;
+                Box::pin(inner.fill_from(pool, view, &mut found)).await?;
             }
             out.insert(
                 table_id.clone(),
@@ -322,6 +346,40 @@ fn link_ids<'r>(row: &'r Row, link: &FieldId) -> impl Iterator<Item = &'r str> {
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
+}
+
+/// The live rows of `table_id` among `ids` in the records view `view` (in no particular order;
+/// unknown and deleted ids are left out), read in chunks so a long list stays one bounded
+/// query each.
+///
+/// # Errors
+/// The database's error.
+pub async fn read_rows(
+    pool: &PgPool,
+    view: &str,
+    table_id: &str,
+    ids: &[String],
+) -> Result<Vec<Row>, sqlx::Error> {
+    const CHUNK: usize = 5_000;
+    let sql = format!(
+        "SELECT record_id, cells, created_at, updated_at FROM {view}
+          WHERE table_id = $1 AND record_id = ANY($2) AND NOT deleted"
+    );
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(CHUNK) {
+        let rows = sqlx::query_as::<_, (String, Value, DateTime<Utc>, DateTime<Utc>)>(
+            AssertSqlSafe(sql.clone()),
+        )
+        .bind(table_id)
+        .bind(chunk)
+        .fetch_all(pool)
+        .await?;
+        out.extend(
+            rows.into_iter()
+                .map(|(id, cells, c, u)| Row::from_json_cells(id, &cells, c, u)),
+        );
+    }
+    Ok(out)
 }
 
 /// Sets a computed cell, or removes it when the value is empty.

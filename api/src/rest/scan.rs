@@ -342,34 +342,15 @@ pub async fn rows(
     Ok(scanned.into_iter().map(|s| s.row).collect())
 }
 
-/// The live rows of `table_id` among `ids` (in no particular order; unknown and deleted ids
-/// are left out), read in chunks so a long list stays one bounded query each.
+/// The live rows of `table_id` among `ids` ([`super::computed::read_rows`] on this state).
 ///
 /// # Errors
 /// A bare 500 when the read model cannot be read.
 pub async fn by_ids(state: &AppState, table_id: &str, ids: &[String]) -> RestResult<Vec<Row>> {
-    const CHUNK: usize = 5_000;
     let view = state.projections.names().rm_view("records");
-    let sql = format!(
-        "SELECT record_id, cells, created_at, updated_at FROM {view}
-          WHERE table_id = $1 AND record_id = ANY($2) AND NOT deleted"
-    );
-    let mut out = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(CHUNK) {
-        let rows = sqlx::query_as::<_, (String, Value, DateTime<Utc>, DateTime<Utc>)>(
-            AssertSqlSafe(sql.clone()),
-        )
-        .bind(table_id)
-        .bind(chunk)
-        .fetch_all(state.store.pool())
+    super::computed::read_rows(state.store.pool(), &view, table_id, ids)
         .await
-        .map_err(|e| RestError::internal("reading linked records", &e))?;
-        out.extend(
-            rows.into_iter()
-                .map(|(id, cells, c, u)| Row::from_json_cells(id, &cells, c, u)),
-        );
-    }
-    Ok(out)
+        .map_err(|e| RestError::internal("reading records", &e))
 }
 
 /// What a scan found.
