@@ -161,6 +161,36 @@ async fn lookups_rollups_and_counts_follow_linked_records() {
     .await;
     create(&api, &base, "Tasks", json!({"Name": "none"})).await;
 
+    // An auto number added later numbers the existing records in creation order (ADR 0009);
+    // a new record's answer has the next one.
+    add_field(
+        &api,
+        &base,
+        &tasks_id,
+        json!({"name": "No", "type": "autoNumber"}),
+    )
+    .await;
+    let numbered = api
+        .ok(
+            Method::GET,
+            &format!("/{base}/Tasks?sort%5B0%5D%5Bfield%5D=No&sort%5B0%5D%5Bdirection%5D=desc"),
+            None,
+        )
+        .await;
+    assert_eq!(names(&numbered), ["none", "alpha", "both"], "{numbered}");
+    assert_eq!(numbered["records"][2]["fields"]["No"], 1);
+    let fourth = api
+        .ok(
+            Method::POST,
+            &format!("/{base}/Tasks"),
+            Some(json!({"fields": {"Name": "fourth"}})),
+        )
+        .await;
+    assert_eq!(fourth["fields"]["No"], 4, "{fourth}");
+    let fourth = fourth["id"].as_str().unwrap().to_owned();
+    api.ok(Method::DELETE, &format!("/{base}/Tasks/{fourth}"), None)
+        .await;
+
     let one = api
         .ok(Method::GET, &format!("/{base}/Tasks/{both}"), None)
         .await;
@@ -293,6 +323,7 @@ async fn lookups_rollups_and_counts_follow_linked_records() {
     assert_eq!(node["cells"][field("Total")], 1000.0, "{node}");
     assert_eq!(node["cells"][field("Half")], 500.0, "{node}");
     assert_eq!(node["cells"][field("Clients")], json!(["Acme"]), "{node}");
+    assert_eq!(node["cells"][field("No")], 1, "{node}");
     let one = graphql(
         "query($id: ID!) { record(id: $id) { cells } }",
         json!({"id": both}),

@@ -28,8 +28,9 @@ impl SqlReadModels {
         self.names.rm_view(table)
     }
 
-    /// A record as JSON (`record_id`, `table_id`, `cells`, `version`, `deleted`, ...), or
-    /// `None` when the read model has never seen it.
+    /// A record as JSON (`record_id`, `table_id`, `cells`, `version`, `deleted`, ...,
+    /// `autonumber`: its number in its table, see docs/adr/0009-auto-numbers.md), or `None`
+    /// when the read model has never seen it.
     ///
     /// # Errors
     /// [`ProjectionError::Postgres`].
@@ -45,14 +46,15 @@ impl SqlReadModels {
             .map_err(ProjectionError::pg("reading a record"))
     }
 
-    /// The live records of a table in creation order, up to `limit`.
+    /// The live records of a table in creation order (their auto numbers, which follow the
+    /// feed), up to `limit`, as JSON like [`SqlReadModels::record`].
     ///
     /// # Errors
     /// [`ProjectionError::Postgres`].
     pub async fn records_in_table(&self, table_id: &str, limit: i64) -> Result<Vec<Value>> {
         let sql = format!(
             "SELECT to_jsonb(r) FROM {} r WHERE table_id = $1 AND NOT deleted
-              ORDER BY created_at, record_id LIMIT $2",
+              ORDER BY autonumber LIMIT $2",
             self.names.rm_view("records")
         );
         sqlx::query_scalar(AssertSqlSafe(sql))
@@ -77,6 +79,23 @@ impl SqlReadModels {
             .fetch_all(&self.pool)
             .await
             .map_err(ProjectionError::pg("listing revisions"))
+    }
+
+    /// The last auto number handed out in a table (deleted records included), 0 when none
+    /// was: the next record created in it gets this plus one.
+    ///
+    /// # Errors
+    /// [`ProjectionError::Postgres`].
+    pub async fn last_autonumber(&self, table_id: &str) -> Result<i64> {
+        let sql = format!(
+            "SELECT coalesce((SELECT last FROM {} WHERE table_id = $1), 0)",
+            self.names.rm_view("record_autonumbers")
+        );
+        sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(table_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(ProjectionError::pg("reading an auto number counter"))
     }
 
     /// The number of rows of a read-model table.
@@ -112,10 +131,13 @@ impl SqlReadModels {
     }
 }
 
-/// Every read-model table, by projection.
+/// Every read-model table (each behind a view of the same name), by projection.
 pub const RM_TABLES: [(&str, &[&str]); 3] = [
     ("audit_log", &["audit_log"]),
-    ("records", &["records", "record_revisions"]),
+    (
+        "records",
+        &["records", "record_revisions", "record_autonumbers"],
+    ),
     (
         "directory",
         &[

@@ -10,6 +10,11 @@
 //!
 //! The per-event path stays the reference (the runtime also falls back to it to find a failing
 //! event); a test checks that both produce identical tables for mixed sequences.
+//!
+//! Auto numbers (docs/adr/0009-auto-numbers.md): the fold numbers the records a batch creates
+//! 1, 2, 3, ... per table, in feed order; one upsert of the generation's counters then reserves
+//! that many numbers per table, atomically, and the batch's numbers are shifted past the ones
+//! handed out before.
 
 use std::collections::HashMap;
 
@@ -74,6 +79,10 @@ pub(crate) struct RecordRow {
     updated_at: DateTime<Utc>,
     updated_by: Option<Value>,
     position: String,
+    /// The record's number in its table. A row the fold created has the number the counters
+    /// passed to [`fold`] gave it, which the live path then shifts past the numbers handed out
+    /// before the batch.
+    autonumber: i64,
     /// Changed by this batch: must be written.
     dirty: bool,
     /// Read from the table (so writing it is an update), rather than created in memory.
@@ -217,6 +226,7 @@ pub(crate) async fn apply_records_batch(
     }
     let records = names.rm_table("records", generation);
     let revisions_table = names.rm_table("record_revisions", generation);
+    let counters = names.rm_table("record_autonumbers", generation);
 
     let mut ids: Vec<&str> = parsed.iter().map(|p| p.record_id).collect();
     ids.sort_unstable();
@@ -224,8 +234,10 @@ pub(crate) async fn apply_records_batch(
     let mut rows = read_rows(conn, &records, &ids, true).await?;
 
     let mut revs = Revisions::default();
+    // Per table, how many records this batch creates: the fold numbers them from 1.
+    let mut created = HashMap::new();
     for p in &parsed {
-        if let Some(table_id) = fold(&mut rows, p) {
+        if let Some(table_id) = fold(&mut rows, p, &mut created) {
             revs.record_ids.push(p.record_id.to_owned());
             revs.versions.push(p.version);
             revs.event_ids.push(p.event.event_id);
@@ -241,8 +253,82 @@ pub(crate) async fn apply_records_batch(
         }
     }
 
+    if !created.is_empty() {
+        let before = reserve_numbers(conn, &counters, &created).await?;
+        // Every row not read from the table was created by this batch's fold.
+        for row in rows.values_mut().filter(|r| !r.stored) {
+            if let Some(base) = row.table_id.as_ref().and_then(|t| before.get(t)) {
+                row.autonumber += base;
+            }
+        }
+    }
     write_rows(conn, &records, rows).await?;
     write_revisions(conn, &revisions_table, revs).await
+}
+
+/// Reserves `counts[table]` numbers per table in a generation's counters (`counters`, a
+/// `record_autonumbers_g<n>` table) and returns, per table, the last number handed out before.
+///
+/// One upsert, so the reservation is atomic: a concurrent writer of the same generation waits
+/// on the counter rows and gets the numbers after these. The runtime never has two (a batch
+/// holds its checkpoint row), but the numbers must not depend on it. Tables are locked in
+/// sorted order so that two writers cannot deadlock.
+async fn reserve_numbers(
+    conn: &mut PgConnection,
+    counters: &str,
+    counts: &HashMap<String, i64>,
+) -> Result<HashMap<String, i64>> {
+    let mut sorted: Vec<(&String, &i64)> = counts.iter().collect();
+    sorted.sort_unstable();
+    let (tables, added): (Vec<&str>, Vec<i64>) =
+        sorted.into_iter().map(|(t, n)| (t.as_str(), *n)).unzip();
+    let sql = format!(
+        "INSERT INTO {counters} AS c (table_id, last)
+         SELECT u.table_id, u.last
+           FROM unnest($1::text[], $2::int8[]) WITH ORDINALITY AS u(table_id, last, i)
+          ORDER BY u.i
+         ON CONFLICT (table_id) DO UPDATE SET last = c.last + EXCLUDED.last
+         RETURNING table_id, last"
+    );
+    let reserved: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(&tables)
+        .bind(&added)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(ProjectionError::pg("reserving auto numbers"))?;
+    Ok(reserved
+        .into_iter()
+        .map(|(table, last)| {
+            let before = last - counts.get(&table).copied().unwrap_or(0);
+            (table, before)
+        })
+        .collect())
+}
+
+/// Sets a generation's counters to `last` per table: what a bulk rebuild's fold has handed out
+/// when it writes its records out, so the live path goes on from there.
+pub(crate) async fn write_counters(
+    conn: &mut PgConnection,
+    counters: &str,
+    last: &HashMap<String, i64>,
+) -> Result<()> {
+    if last.is_empty() {
+        return Ok(());
+    }
+    let (tables, numbers): (Vec<&str>, Vec<i64>) =
+        last.iter().map(|(t, n)| (t.as_str(), *n)).unzip();
+    let sql = format!(
+        "INSERT INTO {counters} AS c (table_id, last)
+         SELECT * FROM unnest($1::text[], $2::int8[])
+         ON CONFLICT (table_id) DO UPDATE SET last = EXCLUDED.last"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(&tables)
+        .bind(&numbers)
+        .execute(&mut *conn)
+        .await
+        .map_err(ProjectionError::pg("writing auto number counters"))?;
+    Ok(())
 }
 
 /// The revision's table, like the per-event `RETURNING table_id` (None when the version guard
@@ -251,7 +337,16 @@ pub(crate) type RevisionTable = Option<String>;
 
 /// Applies one event to the in-memory rows. Returns the revision's table when the event
 /// writes a revision, `None` when it does not (a version bump).
-pub(crate) fn fold(rows: &mut HashMap<String, RecordRow>, p: &Parsed<'_>) -> Option<RevisionTable> {
+///
+/// A record created here (no row yet) gets the next number of its table in `numbers`, the
+/// last number handed out per table, which the fold advances. The bulk rebuild passes the
+/// generation's real counters (the shadow starts from nothing); the live path passes empty
+/// ones per batch and shifts the numbers once it has reserved them.
+pub(crate) fn fold(
+    rows: &mut HashMap<String, RecordRow>,
+    p: &Parsed<'_>,
+    numbers: &mut HashMap<String, i64>,
+) -> Option<RevisionTable> {
     let row = rows.get_mut(p.record_id);
     // The guard of every per-event statement: a row only moves forward.
     let newer = row.as_ref().is_some_and(|r| r.version < p.version);
@@ -263,6 +358,9 @@ pub(crate) fn fold(rows: &mut HashMap<String, RecordRow>, p: &Parsed<'_>) -> Opt
         } => {
             match row {
                 None => {
+                    let number = numbers.entry(table_id.clone()).or_insert(0);
+                    *number += 1;
+                    let autonumber = *number;
                     rows.insert(
                         p.record_id.to_owned(),
                         RecordRow {
@@ -278,12 +376,13 @@ pub(crate) fn fold(rows: &mut HashMap<String, RecordRow>, p: &Parsed<'_>) -> Opt
                             updated_at: p.at,
                             updated_by: Some(p.actor.clone()),
                             position: p.position.clone(),
+                            autonumber,
                             dirty: true,
                             stored: false,
                         },
                     );
                 }
-                // ON CONFLICT DO UPDATE keeps the stream, base, workspace and creation.
+                // ON CONFLICT DO UPDATE keeps the stream, base, workspace, creation and number.
                 Some(r) if newer => {
                     r.table_id = Some(table_id.clone());
                     r.cells = cells.clone();
@@ -373,7 +472,7 @@ pub(crate) async fn read_rows(
 ) -> Result<HashMap<String, RecordRow>> {
     let sql = format!(
         "SELECT record_id, stream_id, table_id, base_id, workspace_id, cells, version, deleted,
-                created_at, created_by, updated_at, updated_by, position
+                created_at, created_by, updated_at, updated_by, position, autonumber
            FROM {records} WHERE record_id = ANY($1){}",
         if lock { " FOR UPDATE" } else { "" }
     );
@@ -405,6 +504,7 @@ pub(crate) async fn read_rows(
                 updated_at: r.try_get("updated_at").map_err(get)?,
                 updated_by: r.try_get("updated_by").map_err(get)?,
                 position: r.try_get("position").map_err(get)?,
+                autonumber: r.try_get("autonumber").map_err(get)?,
                 dirty: false,
                 stored: true,
             },
@@ -436,6 +536,7 @@ pub(crate) async fn write_rows(
     let mut updated_at = Vec::with_capacity(n);
     let mut updated_by = Vec::with_capacity(n);
     let mut positions = Vec::with_capacity(n);
+    let mut autonumbers = Vec::with_capacity(n);
     for (id, r) in rows {
         ids.push(id);
         streams.push(r.stream_id);
@@ -450,15 +551,19 @@ pub(crate) async fn write_rows(
         updated_at.push(r.updated_at);
         updated_by.push(r.updated_by);
         positions.push(r.position);
+        autonumbers.push(r.autonumber);
     }
     // The rows read above are locked, so the guard only matters for a record another writer
-    // inserted meanwhile; it keeps the per-event rule that a row never goes back.
+    // inserted meanwhile; it keeps the per-event rule that a row never goes back. A number is
+    // never reassigned, so an update leaves `autonumber` alone.
     let sql = format!(
         "INSERT INTO {records} AS r (record_id, stream_id, table_id, base_id, workspace_id, cells,
-                version, deleted, created_at, created_by, updated_at, updated_by, position)
+                version, deleted, created_at, created_by, updated_at, updated_by, position,
+                autonumber)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                               $6::jsonb[], $7::int8[], $8::bool[], $9::timestamptz[],
-                              $10::jsonb[], $11::timestamptz[], $12::jsonb[], $13::text[])
+                              $10::jsonb[], $11::timestamptz[], $12::jsonb[], $13::text[],
+                              $14::int8[])
          ON CONFLICT (record_id) DO UPDATE
             SET table_id = EXCLUDED.table_id, cells = EXCLUDED.cells,
                 version = EXCLUDED.version, deleted = EXCLUDED.deleted,
@@ -480,6 +585,7 @@ pub(crate) async fn write_rows(
         .bind(updated_at)
         .bind(updated_by)
         .bind(positions)
+        .bind(autonumbers)
         .execute(&mut *conn)
         .await
         .map_err(ProjectionError::pg("writing records"))?;

@@ -304,6 +304,7 @@ async fn records(
     let record_id = aggregate_id(&event.stream_id);
     let records = names.rm_table("records", generation);
     let revisions = names.rm_table("record_revisions", generation);
+    let counters = names.rm_table("record_autonumbers", generation);
     let version = version_i64(event);
     let actor = actor_json(event);
     let at = p.at();
@@ -318,11 +319,23 @@ async fn records(
                 let cell_map = cells
                     .as_object()
                     .ok_or_else(|| p.bad("\"cells\" is not an object"))?;
+                // A new record takes the next number of its table (docs/adr/0009): the counter
+                // moves only when the row does not exist yet, so a replayed creation neither
+                // uses up a number nor changes the one the record has. The 0 is never stored:
+                // without a new number the row exists and the insert becomes the update.
                 let sql = format!(
-                    "INSERT INTO {records} AS r (record_id, stream_id, table_id, base_id,
+                    "WITH fresh AS (
+                         SELECT NOT EXISTS (SELECT 1 FROM {records} WHERE record_id = $1) AS yes),
+                     number AS (
+                         INSERT INTO {counters} AS c (table_id, last)
+                         SELECT $3, 1 FROM fresh WHERE fresh.yes
+                         ON CONFLICT (table_id) DO UPDATE SET last = c.last + 1
+                         RETURNING last)
+                     INSERT INTO {records} AS r (record_id, stream_id, table_id, base_id,
                         workspace_id, cells, version, deleted, created_at, created_by,
-                        updated_at, updated_by, position)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $9, $8, $9, $10)
+                        updated_at, updated_by, position, autonumber)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $9, $8, $9, $10,
+                             coalesce((SELECT last FROM number), 0))
                      ON CONFLICT (record_id) DO UPDATE
                         SET table_id = EXCLUDED.table_id, cells = EXCLUDED.cells,
                             version = EXCLUDED.version, deleted = false,

@@ -271,7 +271,7 @@ async fn a_batched_records_apply_equals_the_event_by_event_one() -> Result<()> {
     let twice: Vec<RecordedEvent> = events.iter().chain(events.iter()).cloned().collect();
     apply_sql_batch("records", &mut conn, &names, 4, &twice).await?;
 
-    for table in ["records", "record_revisions"] {
+    for table in ["records", "record_revisions", "record_autonumbers"] {
         let reference = checksum(&mut conn, &names.rm_table(table, 1)).await?;
         for generation in 2..=4 {
             let batched = checksum(&mut conn, &names.rm_table(table, generation)).await?;
@@ -300,6 +300,25 @@ async fn a_batched_records_apply_equals_the_event_by_event_one() -> Result<()> {
         row == (expected.clone(), 7, false),
         "record 1 is {row:?}, expected {expected} at version 7, not deleted"
     );
+    // Numbered in the order of the creations (record 3's came last, after its other events),
+    // once each however often a creation was delivered.
+    let numbered: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT record_id, autonumber FROM {} ORDER BY autonumber",
+        names.rm_table("records", 1)
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    let expected: Vec<(String, i64)> = (1..=3)
+        .map(|n| (rec(n).to_string(), i64::from(n)))
+        .collect();
+    ensure!(numbered == expected, "numbers {numbered:?}");
+    let last: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT last FROM {}",
+        names.rm_table("record_autonumbers", 1)
+    )))
+    .fetch_one(&mut *conn)
+    .await?;
+    ensure!(last == 3, "the counter says {last}");
     let (revisions, orphans): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT count(*), count(*) FILTER (WHERE table_id IS NULL) FROM {}",
         names.rm_table("record_revisions", 1)

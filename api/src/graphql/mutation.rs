@@ -200,6 +200,7 @@ fn records_payload(written: RecordsWritten, at: &Location) -> RecordsPayload {
                 updated_at: None,
                 workspace_id: Some(at.workspace_id.clone()),
                 base_id: at.base_id.clone(),
+                autonumber: None,
             })
             .collect(),
         consistency_token: written.position,

@@ -275,7 +275,7 @@ impl QueryRoot {
             return history::record_as_of(svc, &at, &record_id, as_of).await;
         }
         let sql = format!(
-            "SELECT record_id, table_id, cells, version, deleted, created_at, updated_at \
+            "SELECT record_id, table_id, cells, version, deleted, created_at, updated_at, autonumber \
                FROM {} WHERE record_id = $1",
             svc.view("records")
         );
@@ -287,13 +287,14 @@ impl QueryRoot {
             bool,
             DateTime<Utc>,
             DateTime<Utc>,
+            i64,
         );
         let row: Option<Row> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(record_id.to_string())
             .fetch_optional(&svc.pool)
             .await?;
         let mut node = row.map(
-            |(id, table, cells, version, deleted, created_at, updated_at)| RecordNode {
+            |(id, table, cells, version, deleted, created_at, updated_at, autonumber)| RecordNode {
                 id: ID(id),
                 table_id: table.map(ID),
                 cells: async_graphql::Json(cells),
@@ -303,6 +304,7 @@ impl QueryRoot {
                 updated_at: Some(updated_at),
                 workspace_id: Some(at.workspace_id.clone()),
                 base_id: at.base_id.clone(),
+                autonumber: Some(autonumber),
             },
         );
         if let Some(node) = node.as_mut().filter(|n| !n.deleted) {

@@ -526,6 +526,7 @@ type RecordRow = (
     bool,
     DateTime<Utc>,
     DateTime<Utc>,
+    i64,
     Value,
 );
 
@@ -567,7 +568,7 @@ pub async fn query_records(
 
     let view = svc.view("records");
     let mut q = QueryBuilder::<Postgres>::new(
-        "SELECT r.record_id, r.table_id, r.cells, r.version, r.deleted, r.created_at, r.updated_at, jsonb_build_array(",
+        "SELECT r.record_id, r.table_id, r.cells, r.version, r.deleted, r.created_at, r.updated_at, r.autonumber, jsonb_build_array(",
     );
     for (i, (field_id, _)) in keys.iter().enumerate() {
         if i > 0 {
@@ -620,7 +621,17 @@ pub async fn query_records(
     let mut edges: Vec<RecordEdge> = rows
         .into_iter()
         .map(
-            |(id, table, cells, version, deleted, created_at, updated_at, sort_values)| {
+            |(
+                id,
+                table,
+                cells,
+                version,
+                deleted,
+                created_at,
+                updated_at,
+                autonumber,
+                sort_values,
+            )| {
                 let cursor = encode_cursor(&Cursor {
                     s: fingerprint.clone(),
                     k: sort_values.as_array().cloned().unwrap_or_default(),
@@ -639,6 +650,7 @@ pub async fn query_records(
                         updated_at: Some(updated_at),
                         workspace_id: Some(at.workspace_id.clone()),
                         base_id: at.base_id.clone(),
+                        autonumber: Some(autonumber),
                     },
                 }
             },
@@ -688,6 +700,7 @@ pub async fn fill_computed(svc: &Services, nodes: &mut [&mut RecordNode]) -> Api
                 created,
                 n.updated_at.unwrap_or(created),
             )
+            .with_number(n.autonumber)
         })
         .collect();
     computed

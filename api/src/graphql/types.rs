@@ -564,6 +564,10 @@ pub struct RecordNode {
     /// Its base, when known.
     #[graphql(skip)]
     pub base_id: Option<BaseId>,
+    /// Its auto number (ADR 0009), when read from the read model: the value of an
+    /// `autoNumber` field's cell.
+    #[graphql(skip)]
+    pub autonumber: Option<i64>,
 }
 
 impl RecordNode {
@@ -587,6 +591,7 @@ impl RecordNode {
             updated_at: record.last_modified_at.or(record.created_at),
             workspace_id,
             base_id,
+            autonumber: None,
         }
     }
 }

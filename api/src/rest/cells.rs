@@ -26,6 +26,8 @@ pub struct Row {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// Its auto number in its table (ADR 0009), when read from the read model.
+    pub number: Option<i64>,
 }
 
 impl Row {
@@ -52,7 +54,15 @@ impl Row {
             cells,
             created_at,
             updated_at,
+            number: None,
         }
+    }
+
+    /// The row with its auto number.
+    #[must_use]
+    pub fn with_number(mut self, number: Option<i64>) -> Self {
+        self.number = number;
+        self
     }
 
     /// The formula engine's view of this row.

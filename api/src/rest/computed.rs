@@ -49,6 +49,7 @@ enum SystemField {
     Created,
     Modified,
     Count(FieldId),
+    AutoNumber,
 }
 
 /// A lookup or rollup: the values of `target` in the records `link` points to.
@@ -95,6 +96,7 @@ impl<'a> Computed<'a> {
                     formulas.push((field.id.clone(), formula::parse(&options.formula).ok()));
                 }
                 FieldType::CreatedTime => system.push((field.id.clone(), SystemField::Created)),
+                FieldType::AutoNumber => system.push((field.id.clone(), SystemField::AutoNumber)),
                 FieldType::LastModifiedTime => {
                     system.push((field.id.clone(), SystemField::Modified));
                 }
@@ -217,8 +219,9 @@ impl<'a> Computed<'a> {
                 SystemField::Created => json!(iso(row.created_at)),
                 SystemField::Modified => json!(iso(row.updated_at)),
                 SystemField::Count(link) => json!(link_ids(row, link).count()),
+                SystemField::AutoNumber => row.number.map_or(Value::Null, |n| json!(n)),
             };
-            row.cells.insert(id.clone(), value);
+            set(row, id, value);
         }
         for field in &self.linked {
             let value = field.value(row, linked.get(&field.table.id), self.now, self.tz);
@@ -362,22 +365,21 @@ pub async fn read_rows(
 ) -> Result<Vec<Row>, sqlx::Error> {
     const CHUNK: usize = 5_000;
     let sql = format!(
-        "SELECT record_id, cells, created_at, updated_at FROM {view}
+        "SELECT record_id, cells, created_at, updated_at, autonumber FROM {view}
           WHERE table_id = $1 AND record_id = ANY($2) AND NOT deleted"
     );
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
-        let rows = sqlx::query_as::<_, (String, Value, DateTime<Utc>, DateTime<Utc>)>(
+        let rows = sqlx::query_as::<_, (String, Value, DateTime<Utc>, DateTime<Utc>, i64)>(
             AssertSqlSafe(sql.clone()),
         )
         .bind(table_id)
         .bind(chunk)
         .fetch_all(pool)
         .await?;
-        out.extend(
-            rows.into_iter()
-                .map(|(id, cells, c, u)| Row::from_json_cells(id, &cells, c, u)),
-        );
+        out.extend(rows.into_iter().map(|(id, cells, c, u, n)| {
+            Row::from_json_cells(id, &cells, c, u).with_number(Some(n))
+        }));
     }
     Ok(out)
 }

@@ -10,6 +10,7 @@
 //! (read-your-writes).
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
@@ -576,6 +577,7 @@ fn written_row(view: &RecordView, now: DateTime<Utc>) -> Row {
             .collect(),
         created_at: view.created_at.unwrap_or(now),
         updated_at: now,
+        number: None,
     }
 }
 
@@ -592,6 +594,22 @@ async fn render_written(
         .iter()
         .map(|view| written_row(view, now))
         .collect();
+    if table
+        .fields
+        .iter()
+        .any(|f| matches!(f.field_type, FieldType::AutoNumber))
+    {
+        // Numbers are handed out by the projection (ADR 0009), which the write waited for.
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let numbers: HashMap<String, Option<i64>> = scan::by_ids(state, table.id.as_str(), &ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r.number))
+            .collect();
+        for row in &mut rows {
+            row.number = numbers.get(&row.id).copied().flatten();
+        }
+    }
     Computed::of(tables, table, now, chrono_tz::UTC)
         .fill(state, &mut rows)
         .await?;

@@ -215,7 +215,7 @@ async fn fetch(
         p
     };
     let exprs: Vec<(String, String)> = order.keys.iter().map(Key::exprs).collect();
-    let mut inner = String::from("SELECT record_id, cells, created_at, updated_at");
+    let mut inner = String::from("SELECT record_id, cells, created_at, updated_at, autonumber");
     for (i, (group, value)) in exprs.iter().enumerate() {
         inner.push_str(&format!(", {group} AS g{i}, {value} AS v{i}"));
     }
@@ -228,7 +228,7 @@ async fn fetch(
         inner.push_str(&p.text);
         inner.push(')');
     }
-    let mut outer = String::from("SELECT record_id, cells, created_at, updated_at");
+    let mut outer = String::from("SELECT record_id, cells, created_at, updated_at, autonumber");
     for i in 0..exprs.len() {
         // Named apart from v{i}: ORDER BY prefers output names and must sort the typed value.
         outer.push_str(&format!(", g{i}, v{i}::text AS t{i}"));
@@ -307,9 +307,10 @@ async fn fetch(
         let cells: Value = r.try_get(1)?;
         let created_at: DateTime<Utc> = r.try_get(2)?;
         let updated_at: DateTime<Utc> = r.try_get(3)?;
+        let number: i64 = r.try_get(4)?;
         let mut keys = Vec::with_capacity(order.keys.len());
         for i in 0..order.keys.len() {
-            keys.push((r.try_get::<i32, _>(4 + 2 * i)?, r.try_get(5 + 2 * i)?));
+            keys.push((r.try_get::<i32, _>(5 + 2 * i)?, r.try_get(6 + 2 * i)?));
         }
         Ok(ScannedRow {
             at: After {
@@ -317,7 +318,7 @@ async fn fetch(
                 created_at,
                 id: id.clone(),
             },
-            row: Row::from_json_cells(id, &cells, created_at, updated_at),
+            row: Row::from_json_cells(id, &cells, created_at, updated_at).with_number(Some(number)),
         })
     };
     rows.iter()

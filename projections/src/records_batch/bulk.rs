@@ -16,13 +16,18 @@
 //!
 //! The fold is the live path's own ([`fold`]), so both produce the same rows; a test compares
 //! a bulk rebuild with tables the live workers built event by event.
+//!
+//! Auto numbers: the shadow starts empty and this fold is its only writer until it has written
+//! everything out, so the per-table counters stay in memory (a few bytes per table, never
+//! forgotten) and the fold hands out final numbers. Every write-out also stores the counters,
+//! so the live path that catches the shadow up afterwards goes on from them.
 
 use std::collections::HashMap;
 
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 
-use super::{Parsed, RecordRow, fold, read_rows, text_array_literal, write_rows};
+use super::{Parsed, RecordRow, fold, read_rows, text_array_literal, write_counters, write_rows};
 use crate::copy::CopyRows;
 use crate::error::{ProjectionError, Result};
 use crate::names::Names;
@@ -35,9 +40,12 @@ pub(crate) struct BulkRecords {
     /// Whether records were written out before: a record not in memory may then be in the
     /// table, and must be read from it before it is folded.
     spilled: bool,
+    /// Per table, the last auto number handed out in the shadow.
+    numbers: HashMap<String, i64>,
     writer: Writer,
     records: String,
     revisions_table: String,
+    counters_table: String,
 }
 
 impl BulkRecords {
@@ -48,6 +56,7 @@ impl BulkRecords {
             rows: HashMap::new(),
             cap: cap.max(1),
             spilled: false,
+            numbers: HashMap::new(),
             writer: Writer {
                 pool: pool.clone(),
                 idle: None,
@@ -55,6 +64,7 @@ impl BulkRecords {
             },
             records: names.rm_table("records", generation),
             revisions_table: names.rm_table("record_revisions", generation),
+            counters_table: names.rm_table("record_autonumbers", generation),
         }
     }
 
@@ -85,7 +95,7 @@ impl BulkRecords {
         }
         let mut revisions = CopyRows::default();
         for p in parsed {
-            if let Some(table_id) = fold(&mut self.rows, p) {
+            if let Some(table_id) = fold(&mut self.rows, p, &mut self.numbers) {
                 let r = &mut revisions;
                 r.text(p.record_id);
                 r.plain(p.version);
@@ -140,15 +150,22 @@ impl BulkRecords {
             out.time(&r.updated_at);
             out.opt_json(r.updated_by.as_ref());
             out.text(&r.position);
+            out.plain(r.autonumber);
             out.end_row();
         }
         let statement = format!(
             "COPY {} (record_id, stream_id, table_id, base_id, workspace_id, cells, version, \
-             deleted, created_at, created_by, updated_at, updated_by, position) FROM STDIN",
+             deleted, created_at, created_by, updated_at, updated_by, position, autonumber) \
+             FROM STDIN",
             self.records
         );
         self.writer.copy(statement, out, "copying records").await?;
-        self.writer.settle().await?;
+        write_counters(
+            self.writer.settle().await?,
+            &self.counters_table,
+            &self.numbers,
+        )
+        .await?;
         self.spilled = true;
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use pyairtable_eventstore::{
     Actor, AppendResult, EventStore, ExpectedVersion, Metadata, Namespace, NewEvent, Position,
     StoreConfig, StreamId,
@@ -134,6 +134,26 @@ pub struct TestStore {
 
 impl TestStore {
     pub async fn new() -> Result<Self> {
+        let test = Self::unmigrated().await?;
+        test.store.migrate().await?;
+        Ok(test)
+    }
+
+    /// A store whose namespace has the repository's migrations up to `version` only, read from
+    /// `migrations/` at run time: a deployment from before a later migration, to upgrade.
+    pub async fn migrated_to(version: i64) -> Result<Self> {
+        let test = Self::unmigrated().await?;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+        let migrator = sqlx::migrate::Migrator::new(dir).await?;
+        ensure!(
+            migrator.version_exists(version),
+            "no migration {version} in the repository"
+        );
+        migrator.run_to(version, test.store.pool()).await?;
+        Ok(test)
+    }
+
+    async fn unmigrated() -> Result<Self> {
         let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DATABASE_URL.to_owned());
         if sqlx::PgConnection::connect(&url).await.is_err() {
             let mut admin =
@@ -147,7 +167,6 @@ impl TestStore {
         let mut config = StoreConfig::new(url, ns);
         config.max_connections = 8;
         let store = EventStore::connect(config).await?;
-        store.migrate().await?;
         Ok(Self { store })
     }
 
@@ -202,11 +221,20 @@ impl Env {
     }
 
     pub async fn with(nats_url: &str, redis_url: &str, config: RuntimeConfig) -> Result<Self> {
+        Self::on_store(TestStore::new().await?, nats_url, redis_url, config).await
+    }
+
+    /// The relay and projections over a store made by the caller (one migrated part way, say).
+    pub async fn on_store(
+        test: TestStore,
+        nats_url: &str,
+        redis_url: &str,
+        config: RuntimeConfig,
+    ) -> Result<Self> {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let test = TestStore::new().await?;
         let nats = async_nats::ConnectOptions::new()
             .retry_on_initial_connect()
             .connect(nats_url)
