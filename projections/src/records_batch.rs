@@ -60,9 +60,72 @@ pub(crate) struct Parsed<'a> {
     actor: Value,
     position: String,
     change: Change,
-    /// The revision's `changed_fields` and `changes`.
+    /// The revision's `changed_fields` and `changes`. A creation's changes are its cells, each
+    /// `{"old": null, "new": value}` ([`Parsed::changes`]): `None` here, so a bulk replay
+    /// writes them straight from the cells instead of copying every cell into a document.
     fields: Vec<String>,
-    changes: Value,
+    changes: Option<Value>,
+}
+
+impl Parsed<'_> {
+    /// The revision's `changes`, ready to serialise.
+    pub(crate) fn changes(&self) -> RevisionChanges<'_> {
+        match (&self.changes, &self.change) {
+            (Some(doc), _) => RevisionChanges::Doc(doc),
+            (None, Change::Created { cells, .. }) => RevisionChanges::Created(cells),
+            (None, _) => RevisionChanges::Doc(&Value::Null),
+        }
+    }
+}
+
+/// A revision's `changes`: a document, or a creation's cells serialised as
+/// `{"fld…": {"old": null, "new": value}, …}`.
+pub(crate) enum RevisionChanges<'a> {
+    Doc(&'a Value),
+    Created(&'a Map<String, Value>),
+}
+
+impl RevisionChanges<'_> {
+    /// As a JSON document (the live path binds documents).
+    fn to_value(&self) -> Value {
+        match self {
+            Self::Doc(doc) => (*doc).clone(),
+            Self::Created(cells) => Value::Object(
+                cells
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!({ "old": null, "new": v })))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+impl serde::Serialize for RevisionChanges<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct OldNew<'v>(&'v Value);
+        impl serde::Serialize for OldNew<'_> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("new", self.0)?;
+                m.serialize_entry("old", &Value::Null)?;
+                m.end()
+            }
+        }
+        match self {
+            Self::Doc(doc) => doc.serialize(s),
+            Self::Created(cells) => {
+                let mut m = s.serialize_map(Some(cells.len()))?;
+                for (k, v) in *cells {
+                    m.serialize_entry(k, &OldNew(v))?;
+                }
+                m.end()
+            }
+        }
+    }
 }
 
 /// A row of the records table, as read or as the batch leaves it.
@@ -101,10 +164,6 @@ pub(crate) fn parse(event: &RecordedEvent) -> Result<Parsed<'_>> {
                 .as_object()
                 .ok_or_else(|| p.bad("\"cells\" is not an object"))?
                 .clone();
-            let changes: Map<String, Value> = cells
-                .iter()
-                .map(|(k, v)| (k.clone(), json!({ "old": null, "new": v })))
-                .collect();
             let fields = cells.keys().cloned().collect();
             (
                 Change::Created {
@@ -113,7 +172,7 @@ pub(crate) fn parse(event: &RecordedEvent) -> Result<Parsed<'_>> {
                     cells,
                 },
                 fields,
-                Value::Object(changes),
+                None,
             )
         }
         "RecordUpdated" | "RecordReverted" => {
@@ -124,7 +183,7 @@ pub(crate) fn parse(event: &RecordedEvent) -> Result<Parsed<'_>> {
                     set: c.set,
                 },
                 c.fields,
-                c.changes,
+                Some(c.changes),
             )
         }
         "LinksChanged" => {
@@ -139,7 +198,7 @@ pub(crate) fn parse(event: &RecordedEvent) -> Result<Parsed<'_>> {
                     removed,
                 },
                 vec![field],
-                changes,
+                Some(changes),
             )
         }
         "RecordDeleted" | "RecordRestored" => {
@@ -147,10 +206,10 @@ pub(crate) fn parse(event: &RecordedEvent) -> Result<Parsed<'_>> {
             (
                 Change::Deleted(deleted),
                 Vec::new(),
-                json!({ "deleted": deleted }),
+                Some(json!({ "deleted": deleted })),
             )
         }
-        _ => (Change::Bump, Vec::new(), Value::Null),
+        _ => (Change::Bump, Vec::new(), Some(Value::Null)),
     };
     Ok(Parsed {
         event,
@@ -248,7 +307,7 @@ pub(crate) async fn apply_records_batch(
             revs.actors.push(p.actor.clone());
             revs.recorded_ats.push(p.event.recorded_at);
             revs.changed_fields.push(text_array_literal(&p.fields));
-            revs.changes.push(p.changes.clone());
+            revs.changes.push(p.changes().to_value());
             revs.positions.push(p.position.clone());
         }
     }

@@ -106,7 +106,7 @@ impl BulkRecords {
                 r.json(&p.actor);
                 r.time(&p.event.recorded_at);
                 r.text(&text_array_literal(&p.fields));
-                r.json(&p.changes);
+                r.json(&p.changes());
                 r.text(&p.position);
                 r.end_row();
             }
