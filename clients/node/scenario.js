@@ -51,31 +51,63 @@ async function main() {
     name: 'Node scenario',
     workspaceId: WORKSPACE,
     tables: [
-      {
-        name: 'Items',
-        fields: [
-          { name: 'Name', type: 'singleLineText' },
-          { name: 'Notes', type: 'multilineText' },
-          { name: 'Email', type: 'email' },
-          { name: 'Number', type: 'number', options: { precision: 0 } },
-          { name: 'Price', type: 'currency', options: { precision: 2, symbol: '€' } },
-          { name: 'Done', type: 'checkbox', options: { icon: 'check', color: 'greenBright' } },
-          { name: 'Due', type: 'date', options: { dateFormat: { name: 'iso' } } },
-          { name: 'Status', type: 'singleSelect', options: { choices: [{ name: 'Todo' }, { name: 'Doing' }] } },
-          { name: 'Tags', type: 'multipleSelects', options: { choices: [{ name: 'red' }, { name: 'blue' }] } },
-          { name: 'Double', type: 'formula', options: { formula: '{Number} * 2' } },
-        ],
-      },
+      { name: 'People', fields: [{ name: 'Name', type: 'singleLineText' }] },
       { name: 'Burst', fields: [{ name: 'Name', type: 'singleLineText' }] },
     ],
   });
   const baseId = created.id;
+  const peopleId = created.tables[0].id;
+  const peopleName = created.tables[0].fields[0].id;
+  // Every field type the server stores or computes, added by the metadata API.
+  const itemsTable = await meta('POST', `/bases/${baseId}/tables`, {
+    name: 'Items',
+    fields: [
+      { name: 'Name', type: 'singleLineText' },
+      { name: 'Notes', type: 'multilineText' },
+      { name: 'Rich', type: 'richText' },
+      { name: 'Email', type: 'email' },
+      { name: 'Site', type: 'url' },
+      { name: 'Phone', type: 'phoneNumber' },
+      { name: 'Number', type: 'number', options: { precision: 0 } },
+      { name: 'Price', type: 'currency', options: { precision: 2, symbol: '€' } },
+      { name: 'Share', type: 'percent', options: { precision: 1 } },
+      { name: 'Stars', type: 'rating', options: { max: 5, icon: 'star', color: 'yellowBright' } },
+      { name: 'Time', type: 'duration', options: { durationFormat: 'h:mm' } },
+      { name: 'Done', type: 'checkbox', options: { icon: 'check', color: 'greenBright' } },
+      { name: 'Due', type: 'date', options: { dateFormat: { name: 'iso' } } },
+      {
+        name: 'When',
+        type: 'dateTime',
+        options: { dateFormat: { name: 'iso' }, timeFormat: { name: '24hour' }, timeZone: 'utc' },
+      },
+      { name: 'Status', type: 'singleSelect', options: { choices: [{ name: 'Todo' }, { name: 'Doing' }] } },
+      { name: 'Tags', type: 'multipleSelects', options: { choices: [{ name: 'red' }, { name: 'blue' }] } },
+      { name: 'Files', type: 'multipleAttachments' },
+      { name: 'Owner', type: 'multipleRecordLinks', options: { linkedTableId: peopleId } },
+      { name: 'Double', type: 'formula', options: { formula: '{Number} * 2' } },
+      { name: 'Created', type: 'createdTime' },
+      { name: 'No', type: 'autoNumber' },
+    ],
+  });
+  const ownerField = itemsTable.fields.find((f) => f.name === 'Owner').id;
+  const fieldsPath = `/bases/${baseId}/tables/${itemsTable.id}/fields`;
+  await meta('POST', fieldsPath, {
+    name: 'Owner name',
+    type: 'multipleLookupValues',
+    options: { recordLinkFieldId: ownerField, fieldIdInLinkedTable: peopleName },
+  });
+  await meta('POST', fieldsPath, {
+    name: 'Owners',
+    type: 'count',
+    options: { recordLinkFieldId: ownerField },
+  });
   const schema = await meta('GET', `/bases/${baseId}/tables`);
-  check(schema.tables.map((t) => t.name).join() === 'Items,Burst', 'schema lists both tables');
+  check(schema.tables.map((t) => t.name).join() === 'People,Burst,Items', 'schema lists the tables');
 
   const airtable = new Airtable({ apiKey: TOKEN, endpointUrl: URL });
   const base = airtable.base(baseId);
   const items = base('Items');
+  const [alice, bob] = await base('People').create([{ fields: { Name: 'Alice' } }, { fields: { Name: 'Bob' } }]);
 
   // Batch-create 250 records, 10 per request.
   const start = Date.UTC(2024, 0, 1);
@@ -87,13 +119,22 @@ async function main() {
         fields: {
           Name: itemName(i),
           Notes: `line one\nline ${i}`,
+          Rich: `**bold ${i}**`,
           Email: `user${i}@example.com`,
+          Site: `https://example.com/${i}`,
+          Phone: '+1 555 0100',
           Number: i,
           Price: i * 1.25,
+          Share: i / COUNT,
+          Stars: (i % 5) + 1,
+          Time: i * 60,
           Done: i % 2 === 0,
           Due: new Date(start + i * 86400000).toISOString().slice(0, 10),
+          When: `${new Date(start + i * 86400000).toISOString().slice(0, 10)}T12:30:00.000Z`,
           Status: ['Todo', 'Doing', 'Blocked'][i % 3],
           Tags: i % 4 === 0 ? ['red', 'blue'] : ['red'],
+          Files: [{ url: `https://example.com/f${i}.txt`, filename: `f${i}.txt` }],
+          Owner: [i % 2 ? alice.id : bob.id],
         },
       });
     }
@@ -114,10 +155,52 @@ async function main() {
   check(new Set(all.map((r) => r.id)).size === COUNT, 'no duplicates across pages');
   check(all.find((r) => r.get('Number') === 3).get('Double') === 6, 'formula field');
 
+  // Every type reads back as Airtable returns it.
+  const three = all.find((r) => r.get('Number') === 3);
+  const same = (name, want) => {
+    const got = three.get(name);
+    check(JSON.stringify(got) === JSON.stringify(want), `${name}: ${JSON.stringify(got)}`);
+  };
+  same('Name', 'Item 003');
+  same('Notes', 'line one\nline 3');
+  same('Rich', '**bold 3**');
+  same('Email', 'user3@example.com');
+  same('Site', 'https://example.com/3');
+  same('Phone', '+1 555 0100');
+  same('Price', 3.75);
+  same('Share', 3 / COUNT);
+  same('Stars', 4);
+  same('Time', 180);
+  same('Done', undefined); // unchecked cells are left out, as Airtable leaves them out
+  same('Due', '2024-01-04');
+  same('When', '2024-01-04T12:30:00.000Z');
+  same('Tags', ['red']);
+  same('Owner', [alice.id]);
+  same('Owner name', ['Alice']);
+  same('Owners', 1);
+  const files = three.get('Files');
+  check(
+    files.length === 1 && files[0].id.startsWith('att') && files[0].url === 'https://example.com/f3.txt'
+      && files[0].filename === 'f3.txt',
+    `attachments: ${JSON.stringify(files)}`,
+  );
+  check(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(three.get('Created')), `createdTime: ${three.get('Created')}`);
+  const numbers = all.map((r) => r.get('No')).sort((a, b) => a - b);
+  check(numbers[0] === 1 && numbers[COUNT - 1] === COUNT && new Set(numbers).size === COUNT, 'auto numbers');
+  check(all.find((r) => r.get('Number') === 0).get('Done') === true, 'checked checkbox');
+
+  // Display strings, as cellFormat=string renders them.
+  const asText = await items
+    .select({ filterByFormula: '{Number} = 5', cellFormat: 'string', timeZone: 'UTC', userLocale: 'en-us' })
+    .firstPage();
+  check(asText[0].get('Price') === '€6.25', `string cells: ${JSON.stringify(asText[0].fields)}`);
+
   // Filters.
   const count = async (filterByFormula) => (await items.select({ filterByFormula }).all()).length;
   check((await count('{Number} >= 200')) === 50, 'numbers');
   check((await count("IS_BEFORE({Due}, '2024-01-11')")) === 10, 'dates');
+  check((await count("AND({Due} >= '2024-02-01', {Due} < '2024-03-01')")) === 29, 'date range');
+  check((await count("{Owner name} = 'Alice'")) === 125, 'lookup');
   check((await count(`{Name} = 'Item 057 it\\'s "quoted"'`)) === 1, 'quotes');
   check((await count("FIND('Item 12', {Name})")) === 10, 'text');
   check((await count("{Status} = 'Blocked'")) === 83, 'typecast choice');
@@ -148,6 +231,16 @@ async function main() {
   check(upserted.length === 2, 'upsert answered both');
   check((await items.find(ids[12])).get('Number') === -1, 'upsert updated');
 
+  // Comments (airtable.js has no comments API; its raw request helper reaches the endpoints).
+  const commentsPath = `/Items/${ids[5]}/comments`;
+  const comment = await base.makeRequest({ method: 'POST', path: commentsPath, body: { text: 'Hello' } });
+  check(comment.body.text === 'Hello', `comment: ${JSON.stringify(comment.body)}`);
+  await base.makeRequest({ method: 'PATCH', path: `${commentsPath}/${comment.body.id}`, body: { text: 'Edited' } });
+  const listed = await base.makeRequest({ path: commentsPath });
+  check(listed.body.comments.map((c) => c.text).join() === 'Edited', 'comment edited');
+  await base.makeRequest({ method: 'DELETE', path: `${commentsPath}/${comment.body.id}` });
+  check((await base.makeRequest({ path: commentsPath })).body.comments.length === 0, 'comment deleted');
+
   // Deletes.
   await items.destroy(ids[20]);
   const destroyed = await items.destroy(ids.slice(21, 31));
@@ -165,7 +258,7 @@ async function main() {
   const expected = Array.from({ length: 12 }, (_, n) => `w${n}`).sort();
   check(JSON.stringify(landed) === JSON.stringify(expected), `burst ${landed}`);
 
-  console.log(JSON.stringify({ ok: true, client: 'airtable.js', records: COUNT, burst: landed.length }));
+  console.log(JSON.stringify({ ok: true, client: 'airtable.js', records: COUNT, fieldTypes: itemsTable.fields.length + 2, burst: landed.length }));
 }
 
 main().catch((error) => {
