@@ -77,7 +77,10 @@ async fn pyairtable_and_airtable_js_run_their_scenarios_unchanged() {
     let js = summary(&node_out);
     assert_eq!(js["ok"], true);
     assert_eq!(js["records"], 250);
-    assert_eq!(js["fieldTypes"], 23, "the airtable.js scenario's table: {js}");
+    assert_eq!(
+        js["fieldTypes"], 23,
+        "the airtable.js scenario's table: {js}"
+    );
     assert_eq!(js["burst"], 12);
 
     drop(server);
