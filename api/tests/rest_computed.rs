@@ -276,6 +276,9 @@ async fn lookups_rollups_and_counts_follow_linked_records() {
     assert_eq!(one["fields"]["Budgets"], json!([1000]), "{one}");
     assert_eq!(one["fields"]["Total"], 1000.0);
     assert_eq!(one["fields"]["Clients"], json!(["Acme"]));
+    // The deleted project leaves the link cell and the count, as in Airtable.
+    assert_eq!(one["fields"]["Projects"], json!([alpha]), "{one}");
+    assert_eq!(one["fields"]["Count"], 1);
 
     // GraphQL shows the same computed cells, keyed by field id, in a listing and one record.
     let schema = api
@@ -330,6 +333,25 @@ async fn lookups_rollups_and_counts_follow_linked_records() {
     )
     .await;
     assert_eq!(one["record"]["cells"], node["cells"]);
+
+    // Restoring the project brings its link back: the stored cell never lost it.
+    let restored = graphql(
+        "mutation($id: ID!) { restoreRecord(id: $id) { consistencyToken } }",
+        json!({"id": beta}),
+    )
+    .await;
+    let token = restored["restoreRecord"]["consistencyToken"].clone();
+    let back = graphql(
+        "query($id: ID!, $c: String) { record(id: $id, consistencyToken: $c) { cells } }",
+        json!({"id": both, "c": token}),
+    )
+    .await;
+    assert_eq!(
+        back["record"]["cells"][field("Projects")],
+        json!([beta, alpha]),
+        "{back}"
+    );
+    assert_eq!(back["record"]["cells"][field("Count")], 2, "{back}");
 
     // cellFormat=string renders them too.
     let strings = api

@@ -43,6 +43,9 @@ pub struct Computed<'a> {
     formulas: Vec<(FieldId, Option<Expr>)>,
     system: Vec<(FieldId, SystemField)>,
     linked: Vec<LinkedField<'a>>,
+    /// Link fields whose cells drop records deleted since they were linked: those of the
+    /// records asked for (the top level), not of linked records read for lookups.
+    links: Vec<(FieldId, &'a TableSchema)>,
 }
 
 enum SystemField {
@@ -90,6 +93,7 @@ impl<'a> Computed<'a> {
         let mut formulas = Vec::new();
         let mut system = Vec::new();
         let mut linked = Vec::new();
+        let mut links = Vec::new();
         for field in &table.fields {
             match &field.field_type {
                 FieldType::Formula(options) => {
@@ -121,6 +125,11 @@ impl<'a> Computed<'a> {
                     },
                     Some(formula::parse_rollup(&o.formula).ok()),
                 )),
+                FieldType::MultipleRecordLinks(o) if depth == MAX_LINK_DEPTH => {
+                    if let Some(t) = tables.iter().find(|t| t.id == o.linked_table_id) {
+                        links.push((field.id.clone(), t));
+                    }
+                }
                 _ => {}
             }
         }
@@ -133,13 +142,17 @@ impl<'a> Computed<'a> {
             formulas,
             system,
             linked,
+            links,
         }
     }
 
     /// Whether the table has nothing to compute.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.formulas.is_empty() && self.system.is_empty() && self.linked.is_empty()
+        self.formulas.is_empty()
+            && self.system.is_empty()
+            && self.linked.is_empty()
+            && self.links.is_empty()
     }
 
     /// Fills the computed cells of `rows`, reading the records their lookups and rollups need
@@ -181,26 +194,31 @@ impl<'a> Computed<'a> {
         rows: &[Row],
     ) -> Result<LinkedRows, sqlx::Error> {
         let mut out = LinkedRows::new();
-        if self.depth == 0 || self.linked.is_empty() {
+        if self.depth == 0 || (self.linked.is_empty() && self.links.is_empty()) {
             return Ok(out);
         }
-        let mut wanted: HashMap<&TableId, (&TableSchema, BTreeSet<String>)> = HashMap::new();
-        for field in &self.linked {
-            let (_, ids) = wanted
-                .entry(&field.table.id)
-                .or_insert_with(|| (field.table, BTreeSet::new()));
+        // Per linked table: the ids to read, and whether a lookup reads their cells (then
+        // their own computed cells are filled) or only a link cell their existence.
+        let mut wanted: HashMap<&TableId, (&TableSchema, BTreeSet<String>, bool)> = HashMap::new();
+        let lookups = self.linked.iter().map(|f| (&f.link, f.table, true));
+        let links = self.links.iter().map(|(id, t)| (id, *t, false));
+        for (link, table, looked_up) in lookups.chain(links) {
+            let (_, ids, fill) = wanted
+                .entry(&table.id)
+                .or_insert_with(|| (table, BTreeSet::new(), false));
+            *fill |= looked_up;
             for row in rows {
-                ids.extend(link_ids(row, &field.link).map(str::to_owned));
+                ids.extend(link_ids(row, link).map(str::to_owned));
             }
         }
-        for (table_id, (table, ids)) in wanted {
+        for (table_id, (table, ids, fill)) in wanted {
             if ids.is_empty() {
                 continue;
             }
             let ids: Vec<String> = ids.into_iter().collect();
             let mut found = read_rows(pool, view, table_id.as_str(), &ids).await?;
             let inner = Self::with_depth(self.tables, table, self.now, self.tz, self.depth - 1);
-            if !inner.is_empty() {
+            if fill && !inner.is_empty() {
                 // Boxed: the fill of linked rows is this same function one level down.
                 Box::pin(inner.fill_from(pool, view, &mut found)).await?;
             }
@@ -214,6 +232,19 @@ impl<'a> Computed<'a> {
 
     /// Fills one row's computed cells from the linked records already read.
     pub(super) fn fill_row(&self, row: &mut Row, linked: &LinkedRows) {
+        // A deleted record stays in the cells that linked it, so that restoring it is exact;
+        // like Airtable, a reader does not see it there (nor counts it).
+        for (id, table) in &self.links {
+            let Some(live) = linked.get(&table.id) else {
+                continue;
+            };
+            if let Some(Value::Array(items)) = row.cells.get_mut(id) {
+                items.retain(|v| v.as_str().is_some_and(|rec| live.contains_key(rec)));
+                if items.is_empty() {
+                    row.cells.remove(id);
+                }
+            }
+        }
         for (id, kind) in &self.system {
             let value = match kind {
                 SystemField::Created => json!(iso(row.created_at)),
