@@ -12,8 +12,9 @@
 //! Every field is length-prefixed or fixed-width, so no two different events share canonical
 //! bytes. The JSON texts are exactly the stored `json` column text (Postgres `json` keeps its
 //! input verbatim), so verification hashes the stored bytes and depends on no normalisation.
-//! The client computes `digest`; the append function does the chain step, because only the
-//! database knows the stream's head at commit time. Verification recomputes both here.
+//! The client computes `digest`. The chain step is done by the client too when it knows the
+//! stream's head (ADR 0010; the statement checks that head), and by the append statement
+//! otherwise. Verification recomputes both here.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};

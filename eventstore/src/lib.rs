@@ -21,6 +21,7 @@ mod envelope;
 mod error;
 mod feed;
 mod hash;
+mod heads;
 mod ids;
 mod position;
 mod prepare;

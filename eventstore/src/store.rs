@@ -15,6 +15,7 @@ use crate::conns::AppendConnections;
 use crate::envelope::{Direction, FeedBatch, RecordedEvent, Snapshot};
 use crate::error::StoreError;
 use crate::feed;
+use crate::heads::{Head, HeadCache};
 use crate::ids::{Namespace, StreamId};
 use crate::position::Position;
 use crate::prepare::check_json;
@@ -58,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) statements: AppendStatements,
     /// Connections appends run on (see `conns`).
     pub(crate) appenders: AppendConnections,
+    /// Stream heads this process stored last, for the known-head append.
+    pub(crate) heads: HeadCache,
     /// Bumped after every local commit and every NOTIFY received; subscribers wait on it.
     pub(crate) feed_signal: Arc<watch::Sender<u64>>,
     /// Wakes the task that sends the coalesced NOTIFY.
@@ -142,6 +145,7 @@ impl EventStore {
             inner: Arc::new(Inner {
                 statements: AppendStatements::new(&config.namespace),
                 appenders,
+                heads: HeadCache::default(),
                 pool,
                 config,
                 feed_signal: Arc::new(signal),
@@ -245,7 +249,28 @@ impl EventStore {
             .bind(limit(max))
             .fetch_all(&self.inner.pool)
             .await?;
-        rows.iter().map(decode_event).collect()
+        let events = rows
+            .iter()
+            .map(decode_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        // A read that reached the stream's end saw its head: the append that usually follows
+        // (a command loads its aggregate, then appends) can chain onto it here.
+        let head = match direction {
+            Direction::Forward if events.len() < max.min(MAX_READ) => events.last(),
+            Direction::Backward if from_version == u64::MAX => events.first(),
+            _ => None,
+        };
+        if let Some(head) = head {
+            self.inner.heads.put(
+                &head.stream_id,
+                Head {
+                    version: head.version,
+                    hash: head.hash,
+                    recorded_at_micros: head.recorded_at.timestamp_micros(),
+                },
+            );
+        }
+        Ok(events)
     }
 
     /// The stream's current version, `None` when it has no events.

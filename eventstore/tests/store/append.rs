@@ -574,3 +574,209 @@ async fn store_connections_carry_the_namespace_and_the_idle_timeout() -> anyhow:
     test.cleanup().await?;
     Ok(())
 }
+
+/// Each event links to its predecessor's stored hash and is not recorded before it.
+fn check_links(read: &[pyairtable_eventstore::RecordedEvent]) {
+    for pair in read.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash, "v{}", pair[1].version);
+        assert!(
+            pair[1].recorded_at >= pair[0].recorded_at,
+            "v{} recorded at {} after v{} at {}",
+            pair[1].version,
+            pair[1].recorded_at,
+            pair[0].version,
+            pair[0].recorded_at
+        );
+    }
+}
+
+/// A second store on the same namespace, as another process of the platform would be.
+async fn second_store(test: &TestStore) -> anyhow::Result<pyairtable_eventstore::EventStore> {
+    let config = pyairtable_eventstore::StoreConfig::new(
+        test.database_url().to_owned(),
+        test.namespace().clone(),
+    );
+    Ok(pyairtable_eventstore::EventStore::connect(config).await?)
+}
+
+/// The heads a store remembers from its own appends are claims, checked by the database: one
+/// made stale by another process costs a retry, never a wrong version, chain or time.
+#[tokio::test]
+async fn a_head_made_stale_by_another_process_is_never_chained_onto() -> anyhow::Result<()> {
+    let test = TestStore::new().await;
+    let other = second_store(&test).await?;
+    let s = stream("rec-recSTALEHEAD00001");
+    test.append(&s, ExpectedVersion::NoStream, events(1..3), &meta())
+        .await?;
+    // Another process moves the stream on; this store still remembers version 2.
+    other
+        .append(&s, ExpectedVersion::Exact(2), events(3..4), &meta())
+        .await?;
+
+    // An exact expectation that matches the stale head is a conflict with the real version.
+    let err = test
+        .append(&s, ExpectedVersion::Exact(2), events(4..5), &meta())
+        .await
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(StoreError::Conflict {
+                actual: Some(3),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    // `Any` appends after the real head, twice (the second from the refreshed head).
+    let any = test
+        .append(&s, ExpectedVersion::Any, events(5..6), &meta())
+        .await?;
+    assert_eq!(any.first_version, 4);
+    other
+        .append(&s, ExpectedVersion::Any, events(6..7), &meta())
+        .await?;
+    let any = test
+        .append(&s, ExpectedVersion::Any, events(7..9), &meta())
+        .await?;
+    assert_eq!((any.first_version, any.last_version), (6, 7));
+    // `NoStream` on a stream that exists is a conflict too.
+    let err = test
+        .append(&s, ExpectedVersion::NoStream, events(9..10), &meta())
+        .await
+        .err();
+    assert!(
+        matches!(
+            err,
+            Some(StoreError::Conflict {
+                actual: Some(7),
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+
+    let read = test.read_stream(&s, 1, Direction::Forward, 100).await?;
+    let versions: Vec<u64> = read.iter().map(|e| e.version).collect();
+    assert_eq!(versions, (1..=7).collect::<Vec<_>>());
+    check_links(&read);
+    let report = test.verify_stream(&s).await?;
+    assert!(report.is_intact(), "{report:?}");
+    other.close().await;
+    test.cleanup().await?;
+    Ok(())
+}
+
+/// The known-head append checks the remembered head's hash in the database: when the stored
+/// row no longer has it, the append chains onto what is stored (and `verify` reports the
+/// altered row), not onto the remembered hash.
+#[tokio::test]
+async fn a_remembered_head_is_checked_against_the_stored_row() -> anyhow::Result<()> {
+    let test = TestStore::new().await;
+    let s = stream("rec-recSTALEHEAD00002");
+    test.append(&s, ExpectedVersion::NoStream, events(1..2), &meta())
+        .await?;
+    sqlx::query("UPDATE events SET hash = sha256('altered') WHERE stream_id = $1 AND version = 1")
+        .bind(s.as_str())
+        .execute(test.pool())
+        .await?;
+    test.append(&s, ExpectedVersion::Exact(1), events(2..3), &meta())
+        .await?;
+    let read = test.read_stream(&s, 1, Direction::Forward, 10).await?;
+    assert_eq!(read.len(), 2);
+    check_links(&read);
+    let report = test.verify_stream(&s).await?;
+    assert_eq!(
+        report.first_broken.as_ref().map(|b| b.version),
+        Some(1),
+        "{report:?}"
+    );
+    test.cleanup().await?;
+    Ok(())
+}
+
+/// A stream's events never go back in `recorded_at`, whichever statement appends them: `asOf`
+/// reads stop at the first event after the moment asked for. Here the head is an hour ahead
+/// of the database's clock (set behind the store's back; hash chains aside).
+#[tokio::test]
+async fn recorded_at_never_goes_back_within_a_stream() -> anyhow::Result<()> {
+    let test = TestStore::new().await;
+    let s = stream("rec-recFUTUREHEAD0001");
+    test.append(&s, ExpectedVersion::NoStream, events(1..2), &meta())
+        .await?;
+    sqlx::query(
+        "UPDATE events SET recorded_at = recorded_at + interval '1 hour' WHERE stream_id = $1",
+    )
+    .bind(s.as_str())
+    .execute(test.pool())
+    .await?;
+    // A store that does not know the head (another process), one event then two.
+    let other = second_store(&test).await?;
+    other
+        .append(&s, ExpectedVersion::Exact(1), events(2..3), &meta())
+        .await?;
+    other
+        .append(&s, ExpectedVersion::Exact(2), events(3..5), &meta())
+        .await?;
+    // And the store whose remembered head is now stale.
+    test.append(&s, ExpectedVersion::Any, events(5..6), &meta())
+        .await?;
+    let read = test.read_stream(&s, 1, Direction::Forward, 10).await?;
+    assert_eq!(read.len(), 5);
+    check_links(&read);
+    other.close().await;
+    test.cleanup().await?;
+    Ok(())
+}
+
+/// Appends inside a caller's transaction are remembered before the caller commits; a rollback
+/// leaves a remembered head that was never stored, which the next append must not trust.
+#[tokio::test]
+async fn a_head_from_a_rolled_back_transaction_is_not_trusted() -> anyhow::Result<()> {
+    let test = TestStore::new().await;
+    let s = stream("rec-recROLLEDBACK0001");
+    let write = |expected, range| StreamWrite {
+        stream: s.clone(),
+        expected,
+        events: events(range),
+    };
+    test.append(&s, ExpectedVersion::NoStream, events(1..2), &meta())
+        .await?;
+    for (expected, next) in [
+        (ExpectedVersion::Exact(1), ExpectedVersion::Exact(1)),
+        (ExpectedVersion::Exact(2), ExpectedVersion::Any),
+    ] {
+        let mut tx = test.pool().begin().await?;
+        let rolled = test
+            .append_many_in(&mut tx, vec![write(expected, 10..12)], &meta())
+            .await?;
+        tx.rollback().await?;
+        let kept = test.append_many(vec![write(next, 20..21)], &meta()).await?;
+        assert_eq!(kept[0].first_version, rolled[0].first_version);
+    }
+    // In a transaction too: the rolled-back head is refused and the general statement appends.
+    let mut tx = test.pool().begin().await?;
+    test.append_many_in(
+        &mut tx,
+        vec![write(ExpectedVersion::Exact(3), 30..31)],
+        &meta(),
+    )
+    .await?;
+    tx.rollback().await?;
+    let mut tx = test.pool().begin().await?;
+    let in_tx = test
+        .append_many_in(&mut tx, vec![write(ExpectedVersion::Any, 40..41)], &meta())
+        .await?;
+    tx.commit().await?;
+    assert_eq!(in_tx[0].first_version, 4);
+
+    let read = test.read_stream(&s, 1, Direction::Forward, 10).await?;
+    assert_eq!(
+        read.iter().map(|e| e.version).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    let report = test.verify_stream(&s).await?;
+    assert!(report.is_intact(), "{report:?}");
+    test.cleanup().await?;
+    Ok(())
+}

@@ -6,7 +6,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use pyairtable_eventstore::testkit::TestStore;
 use pyairtable_eventstore::{
-    Direction, ExpectedVersion, Position, RecordedEvent, StoreError, StreamWrite,
+    Direction, EventStore, ExpectedVersion, Position, RecordedEvent, StoreConfig, StoreError,
+    StreamWrite,
 };
 use uuid::Uuid;
 
@@ -55,9 +56,20 @@ async fn racing_writers_lose_only_with_conflicts_and_the_reader_sees_each_event_
         })
     };
 
+    // Half the writers use a second store, as another process would: each store remembers
+    // the heads it wrote, and the other's appends make them stale.
+    let other = EventStore::connect(StoreConfig::new(
+        test.database_url().to_owned(),
+        test.namespace().clone(),
+    ))
+    .await?;
     let mut writers = Vec::with_capacity(WRITERS);
     for w in 0..WRITERS {
-        let store = test.store().clone();
+        let store = if w % 2 == 0 {
+            test.store().clone()
+        } else {
+            other.clone()
+        };
         let names = names.clone();
         writers.push(tokio::spawn(async move {
             let mut tally = Tally::default();
@@ -182,6 +194,11 @@ async fn racing_writers_lose_only_with_conflicts_and_the_reader_sees_each_event_
         let versions: Vec<u64> = read.iter().map(|e| e.version).collect();
         let contiguous: Vec<u64> = (1..=read.len() as u64).collect();
         assert_eq!(versions, contiguous, "stream {name}");
+        assert!(
+            read.windows(2)
+                .all(|p| p[1].recorded_at >= p[0].recorded_at),
+            "stream {name}: recorded_at went back"
+        );
         let read_ids: HashSet<Uuid> = read.iter().map(|e| e.event_id).collect();
         assert_eq!(
             read_ids,
@@ -189,6 +206,7 @@ async fn racing_writers_lose_only_with_conflicts_and_the_reader_sees_each_event_
             "stream {name}"
         );
     }
+    other.close().await;
     let reports = test.verify_all().await?;
     assert_eq!(reports.len(), per_stream.len());
     assert!(reports.iter().all(|r| r.is_intact()), "{reports:?}");
