@@ -20,35 +20,41 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use pyairtable_eventstore::RecordedEvent;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, PgConnection, Row as _};
 
 use crate::error::{ProjectionError, Result};
 use crate::names::{Names, aggregate_id, aggregate_kind};
 
 mod bulk;
-use crate::sql_models::{Payload, actor_json, cell_changes, version_i64};
+use crate::sql_models::{Payload, actor_json, version_i64};
 pub(crate) use bulk::BulkRecords;
 
-/// What one record event does to its row.
-enum Change {
+/// What one record event does to its row. It borrows from the event: a batch is parsed, folded
+/// and written while its events are held, and the fold copies only what it keeps.
+enum Change<'a> {
     Created {
-        table_id: String,
-        base_id: Option<String>,
-        cells: Map<String, Value>,
+        table_id: &'a str,
+        base_id: Option<&'a str>,
+        cells: &'a Map<String, Value>,
     },
-    Cells {
-        cleared: Vec<String>,
-        set: Map<String, Value>,
-    },
+    /// Cell changes in payload order; a `new` of null clears the cell.
+    Cells(Vec<CellChange<'a>>),
     Links {
-        field: String,
-        added: Vec<Value>,
-        removed: Vec<Value>,
+        field: &'a str,
+        added: &'a [Value],
+        removed: &'a [Value],
     },
     Deleted(bool),
     /// Comments and future record events: only the version and position follow the stream.
     Bump,
+}
+
+/// One cell's change in a `RecordUpdated` or `RecordReverted`.
+struct CellChange<'a> {
+    field: &'a str,
+    old: &'a Value,
+    new: &'a Value,
 }
 
 /// One record event, read and checked before anything is written.
@@ -59,71 +65,102 @@ pub(crate) struct Parsed<'a> {
     at: DateTime<Utc>,
     actor: Value,
     position: String,
-    change: Change,
-    /// The revision's `changed_fields` and `changes`. A creation's changes are its cells, each
-    /// `{"old": null, "new": value}` ([`Parsed::changes`]): `None` here, so a bulk replay
-    /// writes them straight from the cells instead of copying every cell into a document.
-    fields: Vec<String>,
-    changes: Option<Value>,
+    change: Change<'a>,
 }
 
 impl Parsed<'_> {
+    /// The revision's `changed_fields`, as a `text[]` literal: the fields the event names, in
+    /// its order.
+    pub(crate) fn changed_fields(&self) -> String {
+        match &self.change {
+            Change::Created { cells, .. } => text_array_literal(cells.keys().map(String::as_str)),
+            Change::Cells(changes) => text_array_literal(changes.iter().map(|c| c.field)),
+            Change::Links { field, .. } => text_array_literal([*field]),
+            Change::Deleted(_) | Change::Bump => text_array_literal([]),
+        }
+    }
+
     /// The revision's `changes`, ready to serialise.
     pub(crate) fn changes(&self) -> RevisionChanges<'_> {
-        match (&self.changes, &self.change) {
-            (Some(doc), _) => RevisionChanges::Doc(doc),
-            (None, Change::Created { cells, .. }) => RevisionChanges::Created(cells),
-            (None, _) => RevisionChanges::Doc(&Value::Null),
-        }
+        RevisionChanges(&self.change)
     }
 }
 
-/// A revision's `changes`: a document, or a creation's cells serialised as
-/// `{"fld…": {"old": null, "new": value}, …}`.
-pub(crate) enum RevisionChanges<'a> {
-    Doc(&'a Value),
-    Created(&'a Map<String, Value>),
-}
+/// A revision's `changes` document, serialised straight from the event:
+/// - creations and cell changes: `{"fld…": {"old": …, "new": …}, …}` (a later change of the
+///   same field wins, as in a JSON object);
+/// - links: `{"fld…": {"added": […], "removed": […]}}`;
+/// - deletes and restores: `{"deleted": bool}`; anything else: `null`.
+pub(crate) struct RevisionChanges<'a>(&'a Change<'a>);
 
 impl RevisionChanges<'_> {
     /// As a JSON document (the live path binds documents).
     fn to_value(&self) -> Value {
-        match self {
-            Self::Doc(doc) => (*doc).clone(),
-            Self::Created(cells) => Value::Object(
-                cells
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json!({ "old": null, "new": v })))
-                    .collect(),
-            ),
-        }
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 }
 
 impl serde::Serialize for RevisionChanges<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        struct OldNew<'v>(&'v Value);
+        struct OldNew<'v>(&'v Value, &'v Value);
         impl serde::Serialize for OldNew<'_> {
             fn serialize<S: serde::Serializer>(
                 &self,
                 s: S,
             ) -> std::result::Result<S::Ok, S::Error> {
                 let mut m = s.serialize_map(Some(2))?;
-                m.serialize_entry("new", self.0)?;
-                m.serialize_entry("old", &Value::Null)?;
+                m.serialize_entry("new", self.1)?;
+                m.serialize_entry("old", self.0)?;
                 m.end()
             }
         }
-        match self {
-            Self::Doc(doc) => doc.serialize(s),
-            Self::Created(cells) => {
+        match self.0 {
+            Change::Created { cells, .. } => {
                 let mut m = s.serialize_map(Some(cells.len()))?;
                 for (k, v) in *cells {
-                    m.serialize_entry(k, &OldNew(v))?;
+                    m.serialize_entry(k, &OldNew(&Value::Null, v))?;
                 }
                 m.end()
             }
+            Change::Cells(changes) => {
+                // An object keeps the last of repeated keys: write each field once, with its
+                // last change, as the document built key by key would hold it.
+                let mut m = s.serialize_map(None)?;
+                for (i, c) in changes.iter().enumerate() {
+                    if changes[i + 1..].iter().all(|later| later.field != c.field) {
+                        m.serialize_entry(c.field, &OldNew(c.old, c.new))?;
+                    }
+                }
+                m.end()
+            }
+            Change::Links {
+                field,
+                added,
+                removed,
+            } => {
+                struct AddedRemoved<'v>(&'v [Value], &'v [Value]);
+                impl serde::Serialize for AddedRemoved<'_> {
+                    fn serialize<S: serde::Serializer>(
+                        &self,
+                        s: S,
+                    ) -> std::result::Result<S::Ok, S::Error> {
+                        let mut m = s.serialize_map(Some(2))?;
+                        m.serialize_entry("added", self.0)?;
+                        m.serialize_entry("removed", self.1)?;
+                        m.end()
+                    }
+                }
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry(field, &AddedRemoved(added, removed))?;
+                m.end()
+            }
+            Change::Deleted(deleted) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("deleted", deleted)?;
+                m.end()
+            }
+            Change::Bump => s.serialize_unit(),
         }
     }
 }
@@ -155,61 +192,40 @@ pub(crate) struct RecordRow {
 /// Reads an event the way the per-event handler does, failing on the same events.
 pub(crate) fn parse(event: &RecordedEvent) -> Result<Parsed<'_>> {
     let p = Payload::new(event);
-    let (change, fields, changes) = match event.event_type.as_str() {
-        "RecordCreated" => {
-            let table_id = p.str("table_id")?.to_owned();
-            let base_id = p.opt_str("base_id")?.map(str::to_owned);
-            let cells = p
+    let change = match event.event_type.as_str() {
+        "RecordCreated" => Change::Created {
+            table_id: p.str("table_id")?,
+            base_id: p.opt_str("base_id")?,
+            cells: p
                 .value("cells")?
                 .as_object()
-                .ok_or_else(|| p.bad("\"cells\" is not an object"))?
-                .clone();
-            let fields = cells.keys().cloned().collect();
-            (
-                Change::Created {
-                    table_id,
-                    base_id,
-                    cells,
-                },
-                fields,
-                None,
-            )
-        }
+                .ok_or_else(|| p.bad("\"cells\" is not an object"))?,
+        },
         "RecordUpdated" | "RecordReverted" => {
-            let c = cell_changes(&p)?;
-            (
-                Change::Cells {
-                    cleared: c.cleared,
-                    set: c.set,
-                },
-                c.fields,
-                Some(c.changes),
-            )
+            let changes = p.array("changes")?;
+            let mut cells = Vec::with_capacity(changes.len());
+            for change in changes {
+                // The domain's `CellChange` serialises as `fieldId`; `field_id` is accepted too.
+                let field = change
+                    .get("fieldId")
+                    .or_else(|| change.get("field_id"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| p.bad("a change has no field_id"))?;
+                cells.push(CellChange {
+                    field,
+                    old: change.get("old").unwrap_or(&Value::Null),
+                    new: change.get("new").unwrap_or(&Value::Null),
+                });
+            }
+            Change::Cells(cells)
         }
-        "LinksChanged" => {
-            let field = p.str("field_id")?.to_owned();
-            let added = p.array("added")?.clone();
-            let removed = p.array("removed")?.clone();
-            let changes = json!({ field.clone(): { "added": added, "removed": removed } });
-            (
-                Change::Links {
-                    field: field.clone(),
-                    added,
-                    removed,
-                },
-                vec![field],
-                Some(changes),
-            )
-        }
-        "RecordDeleted" | "RecordRestored" => {
-            let deleted = event.event_type == "RecordDeleted";
-            (
-                Change::Deleted(deleted),
-                Vec::new(),
-                Some(json!({ "deleted": deleted })),
-            )
-        }
-        _ => (Change::Bump, Vec::new(), Some(Value::Null)),
+        "LinksChanged" => Change::Links {
+            field: p.str("field_id")?,
+            added: p.array("added")?,
+            removed: p.array("removed")?,
+        },
+        "RecordDeleted" | "RecordRestored" => Change::Deleted(event.event_type == "RecordDeleted"),
+        _ => Change::Bump,
     };
     Ok(Parsed {
         event,
@@ -219,8 +235,6 @@ pub(crate) fn parse(event: &RecordedEvent) -> Result<Parsed<'_>> {
         actor: actor_json(event),
         position: event.position.to_token(),
         change,
-        fields,
-        changes,
     })
 }
 
@@ -243,10 +257,10 @@ struct Revisions {
 }
 
 /// A `text[]` literal (`{"a","b"}`) for a list of strings.
-pub(crate) fn text_array_literal(items: &[String]) -> String {
-    let mut out = String::with_capacity(2 + items.iter().map(|s| s.len() + 3).sum::<usize>());
+pub(crate) fn text_array_literal<'s>(items: impl IntoIterator<Item = &'s str>) -> String {
+    let mut out = String::with_capacity(64);
     out.push('{');
-    for (i, s) in items.iter().enumerate() {
+    for (i, s) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
@@ -306,7 +320,7 @@ pub(crate) async fn apply_records_batch(
                 .push(p.event.metadata.workspace_id.clone());
             revs.actors.push(p.actor.clone());
             revs.recorded_ats.push(p.event.recorded_at);
-            revs.changed_fields.push(text_array_literal(&p.fields));
+            revs.changed_fields.push(p.changed_fields());
             revs.changes.push(p.changes().to_value());
             revs.positions.push(p.position.clone());
         }
@@ -417,17 +431,20 @@ pub(crate) fn fold(
         } => {
             match row {
                 None => {
-                    let number = numbers.entry(table_id.clone()).or_insert(0);
+                    let number = match numbers.get_mut(*table_id) {
+                        Some(n) => n,
+                        None => numbers.entry((*table_id).to_owned()).or_insert(0),
+                    };
                     *number += 1;
                     let autonumber = *number;
                     rows.insert(
                         p.record_id.to_owned(),
                         RecordRow {
                             stream_id: p.event.stream_id.clone(),
-                            table_id: Some(table_id.clone()),
-                            base_id: base_id.clone(),
+                            table_id: Some((*table_id).to_owned()),
+                            base_id: base_id.map(str::to_owned),
                             workspace_id: p.event.metadata.workspace_id.clone(),
-                            cells: cells.clone(),
+                            cells: (*cells).clone(),
                             version: p.version,
                             deleted: false,
                             created_at: p.at,
@@ -443,8 +460,8 @@ pub(crate) fn fold(
                 }
                 // ON CONFLICT DO UPDATE keeps the stream, base, workspace, creation and number.
                 Some(r) if newer => {
-                    r.table_id = Some(table_id.clone());
-                    r.cells = cells.clone();
+                    r.table_id = Some((*table_id).to_owned());
+                    r.cells = (*cells).clone();
                     r.version = p.version;
                     r.deleted = false;
                     r.updated_at = p.at;
@@ -455,14 +472,21 @@ pub(crate) fn fold(
                 Some(_) => {}
             }
             // The per-event handler records the created table whatever the guard decided.
-            Some(Some(table_id.clone()))
+            Some(Some((*table_id).to_owned()))
         }
-        Change::Cells { cleared, set } => Some(row.filter(|_| newer).and_then(|r| {
-            for f in cleared {
-                r.cells.remove(f);
+        Change::Cells(changes) => Some(row.filter(|_| newer).and_then(|r| {
+            // `(cells - cleared) || set`: every clear first, then the values set, a later
+            // value of a field winning.
+            for c in changes.iter().filter(|c| c.new.is_null()) {
+                r.cells.remove(c.field);
             }
-            for (k, v) in set {
-                r.cells.insert(k.clone(), v.clone());
+            for c in changes.iter().filter(|c| !c.new.is_null()) {
+                match r.cells.get_mut(c.field) {
+                    Some(cell) => cell.clone_from(c.new),
+                    None => {
+                        r.cells.insert(c.field.to_owned(), c.new.clone());
+                    }
+                }
             }
             touch(r, p);
             r.table_id.clone()
@@ -477,21 +501,18 @@ pub(crate) fn fold(
                 return Some(None);
             };
             // The old links minus the removed ones, then the added ones not there yet.
-            let mut links: Vec<Value> = row
-                .cells
-                .get(field)
-                .and_then(|v| v.as_array().cloned())
-                .unwrap_or_default();
+            let mut links: Vec<Value> = match row.cells.remove(*field) {
+                Some(Value::Array(links)) => links,
+                _ => Vec::new(),
+            };
             links.retain(|l| !removed.contains(l));
-            for a in added {
+            for a in *added {
                 if !links.contains(a) {
                     links.push(a.clone());
                 }
             }
-            if links.is_empty() {
-                row.cells.remove(field);
-            } else {
-                row.cells.insert(field.clone(), Value::Array(links));
+            if !links.is_empty() {
+                row.cells.insert((*field).to_owned(), Value::Array(links));
             }
             touch(row, p);
             Some(row.table_id.clone())
@@ -690,9 +711,9 @@ mod tests {
 
     #[test]
     fn text_array_literals_quote_and_escape() {
-        assert_eq!(text_array_literal(&[]), "{}");
+        assert_eq!(text_array_literal([]), "{}");
         assert_eq!(
-            text_array_literal(&["fldA".to_owned(), "a\"b\\c,{d}".to_owned()]),
+            text_array_literal(["fldA", "a\"b\\c,{d}"]),
             r#"{"fldA","a\"b\\c,{d}"}"#
         );
     }

@@ -178,6 +178,16 @@ fn script() -> Vec<(u8, RecordEvent)> {
             vec![change("Name", json!("Gamma"), json!("Gamma 2"))],
             18,
         ),
+        // A field set, then cleared, in one event: `(cells - cleared) || set` keeps the value,
+        // and the revision keeps the last change.
+        updated(
+            3,
+            vec![
+                change("Num", json!(null), json!(9)),
+                change("Num", json!(9), json!(null)),
+            ],
+            19,
+        ),
     ]
 }
 
@@ -234,8 +244,8 @@ async fn a_batched_records_apply_equals_the_event_by_event_one() -> Result<()> {
     let names = Names::new(store.namespace());
     let events = append_script(&store).await?;
     ensure!(
-        events.len() == 22,
-        "expected 22 events, got {}",
+        events.len() == 23,
+        "expected 23 events, got {}",
         events.len()
     );
     let mut conn = store.pool().acquire().await?;
@@ -300,6 +310,16 @@ async fn a_batched_records_apply_equals_the_event_by_event_one() -> Result<()> {
         row == (expected.clone(), 7, false),
         "record 1 is {row:?}, expected {expected} at version 7, not deleted"
     );
+    // Set and cleared in one event: the clear goes first, so the value stays.
+    let num: Option<Value> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT cells -> $2 FROM {} WHERE record_id = $1",
+        names.rm_table("records", 1)
+    )))
+    .bind(rec(3).as_str())
+    .bind(fld("Num").as_str())
+    .fetch_one(&mut *conn)
+    .await?;
+    ensure!(num == Some(json!(9)), "record 3's Num is {num:?}");
     // Numbered in the order of the creations (record 3's came last, after its other events),
     // once each however often a creation was delivered.
     let numbered: Vec<(String, i64)> = sqlx::query_as(AssertSqlSafe(format!(
@@ -325,10 +345,10 @@ async fn a_batched_records_apply_equals_the_event_by_event_one() -> Result<()> {
     )))
     .fetch_one(&mut *conn)
     .await?;
-    // 18 record events, one of them a comment (no revision); record 3's first two events
+    // 19 record events, one of them a comment (no revision); record 3's first two events
     // came before its row existed.
     ensure!(
-        (revisions, orphans) == (17, 2),
+        (revisions, orphans) == (18, 2),
         "revisions {revisions}, without a table {orphans}"
     );
 

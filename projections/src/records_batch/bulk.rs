@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 
-use super::{Parsed, RecordRow, fold, read_rows, text_array_literal, write_counters, write_rows};
+use super::{Parsed, RecordRow, fold, read_rows, write_counters, write_rows};
 use crate::copy::CopyRows;
 use crate::error::{ProjectionError, Result};
 use crate::names::Names;
@@ -105,7 +105,7 @@ impl BulkRecords {
                 r.opt_text(p.event.metadata.workspace_id.as_deref());
                 r.json(&p.actor);
                 r.time(&p.event.recorded_at);
-                r.text(&text_array_literal(&p.fields));
+                r.text(&p.changed_fields());
                 r.json(&p.changes());
                 r.text(&p.position);
                 r.end_row();
