@@ -426,7 +426,12 @@ impl EventStore {
         intact: &mut bool,
     ) -> Result<Vec<AppendResult>, StoreError> {
         let heads = &self.inner.heads;
-        let mut path = match KnownPlan::new(prepared, heads) {
+        // One event to one stream keeps its own statement: it reads the head as cheaply as
+        // the known-head one checks it, with scalar parameters instead of arrays.
+        let plan = (!is_single(prepared))
+            .then(|| KnownPlan::new(prepared, heads))
+            .flatten();
+        let mut path = match plan {
             Some(plan) => Path::Known(plan),
             None => slower(prepared, heads, None),
         };
