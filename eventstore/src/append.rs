@@ -103,7 +103,7 @@ inserted AS (
                                   stream_id, event_type, payload, metadata, prev_hash, hash)
     SELECT me.epoch, me.xid, nextval('"NS".events_pos_seq'), ch.version, ch.rec, ($7::integer[])[ch.off + ch.k],
            ($5::uuid[])[ch.off + ch.k], ch.stream, ($6::text[])[ch.off + ch.k],
-           ($8::text[])[ch.off + ch.k]::json, $10::text::json, ch.prev, ch.hash
+           ($8::text[])[ch.off + ch.k]::json, (SELECT $10::text::json), ch.prev, ch.hash
       FROM chain AS ch, me
      ORDER BY ch.stream, ch.version
     RETURNING e.event_id, e.stream_id, e.version, e.epoch, e.xid, e.pos, e.recorded_at, e.hash
@@ -169,7 +169,7 @@ INSERT INTO "NS".events AS e (epoch, xid, pos, version, recorded_at, schema_vers
                               stream_id, event_type, payload, metadata, prev_hash, hash)
 SELECT s.epoch, pg_current_xact_id()::text::bigint, nextval('"NS".events_pos_seq'), v.version,
        $9::timestamptz, v.schema_version, v.event_id, v.stream, v.event_type, v.payload::json,
-       $10::text::json, v.prev, v.hash
+       (SELECT $10::text::json), v.prev, v.hash
   FROM "NS".store_epoch AS s,
        unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::integer[], $6::text[],
               $7::bytea[], $8::bytea[])
