@@ -451,3 +451,94 @@ async fn lookups_and_rollups_that_point_nowhere_are_refused() {
 fn urlencode(s: &str) -> String {
     s.bytes().map(|b| format!("%{b:02X}")).collect()
 }
+
+/// A lookup of a link field lists the linked records' links, and, like the link cells of the
+/// records asked for, leaves out the records deleted since they were linked (their stored links
+/// stay, so a restore brings them back).
+#[tokio::test]
+async fn a_lookup_of_a_link_field_leaves_out_deleted_records() {
+    let store = TestStore::new().await;
+    let owner = account(&store, "owner@example.com", ALL_SCOPES);
+    let server = serve(&store, &[("PYAIRTABLE_RATE_LIMIT_PER_BASE", "0")]);
+    let api = Api::new(&server, &owner.token);
+    let created = api
+        .ok(
+            Method::POST,
+            "/meta/bases",
+            Some(json!({
+                "name": "Agency",
+                "workspaceId": owner.workspace_id,
+                "tables": [
+                    {"name": "Clients", "fields": [{"name": "Name", "type": "singleLineText"}]},
+                    {"name": "Projects", "fields": [{"name": "Name", "type": "singleLineText"}]},
+                ],
+            })),
+        )
+        .await;
+    let base = created["id"].as_str().unwrap().to_owned();
+    let clients = created["tables"][0]["id"].as_str().unwrap().to_owned();
+    let projects = created["tables"][1]["id"].as_str().unwrap().to_owned();
+    let project_clients = add_field(
+        &api,
+        &base,
+        &projects,
+        json!({"name": "Clients", "type": "multipleRecordLinks", "options": {"linkedTableId": clients}}),
+    )
+    .await;
+    let tasks = api
+        .ok(
+            Method::POST,
+            &format!("/meta/bases/{base}/tables"),
+            Some(json!({"name": "Tasks", "fields": [
+                {"name": "Name", "type": "singleLineText"},
+                {"name": "Projects", "type": "multipleRecordLinks", "options": {"linkedTableId": projects}},
+            ]})),
+        )
+        .await;
+    let tasks_id = tasks["id"].as_str().unwrap().to_owned();
+    let link = tasks["fields"][1]["id"].as_str().unwrap().to_owned();
+    for field in [
+        json!({"name": "Client ids", "type": "multipleLookupValues",
+               "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": project_clients}}),
+        json!({"name": "Client count", "type": "rollup",
+               "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": project_clients, "formula": "COUNTA(values)"}}),
+    ] {
+        add_field(&api, &base, &tasks_id, field).await;
+    }
+    let acme = create(&api, &base, "Clients", json!({"Name": "Acme"})).await;
+    let globex = create(&api, &base, "Clients", json!({"Name": "Globex"})).await;
+    let project = create(
+        &api,
+        &base,
+        "Projects",
+        json!({"Name": "Alpha", "Clients": [acme, globex]}),
+    )
+    .await;
+    let task = create(
+        &api,
+        &base,
+        "Tasks",
+        json!({"Name": "T", "Projects": [project]}),
+    )
+    .await;
+    let url = format!("/{base}/Tasks/{task}");
+    let before = api.ok(Method::GET, &url, None).await;
+    assert_eq!(
+        before["fields"]["Client ids"],
+        json!([acme, globex]),
+        "{before}"
+    );
+    assert_eq!(before["fields"]["Client count"], 2.0, "{before}");
+
+    api.ok(Method::DELETE, &format!("/{base}/Clients/{globex}"), None)
+        .await;
+    let after = api.ok(Method::GET, &url, None).await;
+    assert_eq!(after["fields"]["Client ids"], json!([acme]), "{after}");
+    assert_eq!(after["fields"]["Client count"], 1.0, "{after}");
+    // The project itself, asked for, shows the same.
+    let alpha = api
+        .ok(Method::GET, &format!("/{base}/Projects/{project}"), None)
+        .await;
+    assert_eq!(alpha["fields"]["Clients"], json!([acme]), "{alpha}");
+    store.cleanup().await.unwrap();
+}

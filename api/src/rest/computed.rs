@@ -217,6 +217,10 @@ impl<'a> Computed<'a> {
             }
             let ids: Vec<String> = ids.into_iter().collect();
             let mut found = read_rows(pool, view, table_id.as_str(), &ids).await?;
+            if fill {
+                self.drop_dead_looked_up_links(pool, view, table, &mut found)
+                    .await?;
+            }
             let inner = Self::with_depth(self.tables, table, self.now, self.tz, self.depth - 1);
             if fill && !inner.is_empty() {
                 // Boxed: the fill of linked rows is this same function one level down.
@@ -230,19 +234,48 @@ impl<'a> Computed<'a> {
         Ok(out)
     }
 
+    /// In linked records of `table` read for a lookup, leaves out of the link cells that a
+    /// lookup or rollup here reads the records deleted since they were linked, as the link
+    /// cells of the rows asked for leave them out (a lookup of a link field, or a count of it).
+    async fn drop_dead_looked_up_links(
+        &self,
+        pool: &PgPool,
+        view: &str,
+        table: &TableSchema,
+        found: &mut [Row],
+    ) -> Result<(), sqlx::Error> {
+        let mut done = BTreeSet::new();
+        for field in self.linked.iter().filter(|f| f.table.id == table.id) {
+            let Some(link) = table.field(&field.target).and_then(|f| f.field_type.link()) else {
+                continue;
+            };
+            if !done.insert(&field.target) {
+                continue;
+            }
+            let ids: BTreeSet<String> = found
+                .iter()
+                .flat_map(|r| link_ids(r, &field.target).map(str::to_owned))
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let ids: Vec<String> = ids.into_iter().collect();
+            let live = read_rows(pool, view, link.linked_table_id.as_str(), &ids).await?;
+            let live: HashMap<String, Row> = live.into_iter().map(|r| (r.id.clone(), r)).collect();
+            for row in found.iter_mut() {
+                drop_dead_links(row, &field.target, &live);
+            }
+        }
+        Ok(())
+    }
+
     /// Fills one row's computed cells from the linked records already read.
     pub(super) fn fill_row(&self, row: &mut Row, linked: &LinkedRows) {
         // A deleted record stays in the cells that linked it, so that restoring it is exact;
         // like Airtable, a reader does not see it there (nor counts it).
         for (id, table) in &self.links {
-            let Some(live) = linked.get(&table.id) else {
-                continue;
-            };
-            if let Some(Value::Array(items)) = row.cells.get_mut(id) {
-                items.retain(|v| v.as_str().is_some_and(|rec| live.contains_key(rec)));
-                if items.is_empty() {
-                    row.cells.remove(id);
-                }
+            if let Some(live) = linked.get(&table.id) {
+                drop_dead_links(row, id, live);
             }
         }
         for (id, kind) in &self.system {
@@ -369,6 +402,17 @@ impl FormulaContext for Values<'_> {
     }
     fn time_zone(&self) -> Tz {
         self.tz
+    }
+}
+
+/// Leaves out of `row`'s link cell `link` the ids not in `live` (records deleted since they
+/// were linked); an emptied cell is removed.
+fn drop_dead_links(row: &mut Row, link: &FieldId, live: &HashMap<String, Row>) {
+    if let Some(Value::Array(items)) = row.cells.get_mut(link) {
+        items.retain(|v| v.as_str().is_some_and(|rec| live.contains_key(rec)));
+        if items.is_empty() {
+            row.cells.remove(link);
+        }
     }
 }
 
