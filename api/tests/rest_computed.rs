@@ -32,6 +32,25 @@ async fn create(api: &Api, base: &str, table: &str, fields: Value) -> String {
 }
 
 /// The id of field `field` of table `table` in a created base's answer.
+/// Adds a `Tasks` table (`Name`, and `Projects` linking to `projects`); returns its id and the
+/// link field's.
+async fn tasks_table(api: &Api, base: &str, projects: &str) -> (String, String) {
+    let tasks = api
+        .ok(
+            Method::POST,
+            &format!("/meta/bases/{base}/tables"),
+            Some(json!({"name": "Tasks", "fields": [
+                {"name": "Name", "type": "singleLineText"},
+                {"name": "Projects", "type": "multipleRecordLinks", "options": {"linkedTableId": projects}},
+            ]})),
+        )
+        .await;
+    (
+        tasks["id"].as_str().unwrap().to_owned(),
+        tasks["fields"][1]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
 fn field_id(created: &Value, table: usize, field: usize) -> String {
     created["tables"][table]["fields"][field]["id"]
         .as_str()
@@ -95,18 +114,7 @@ async fn lookups_rollups_and_counts_follow_linked_records() {
                "options": {"recordLinkFieldId": project_client, "fieldIdInLinkedTable": client_name}}),
     )
     .await;
-    let tasks = api
-        .ok(
-            Method::POST,
-            &format!("/meta/bases/{base}/tables"),
-            Some(json!({"name": "Tasks", "fields": [
-                {"name": "Name", "type": "singleLineText"},
-                {"name": "Projects", "type": "multipleRecordLinks", "options": {"linkedTableId": projects}},
-            ]})),
-        )
-        .await;
-    let tasks_id = tasks["id"].as_str().unwrap().to_owned();
-    let link = tasks["fields"][1]["id"].as_str().unwrap().to_owned();
+    let (tasks_id, link) = tasks_table(&api, &base, &projects).await;
     for field in [
         json!({"name": "Budgets", "type": "multipleLookupValues",
                "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": budget}}),
@@ -485,18 +493,7 @@ async fn a_lookup_of_a_link_field_leaves_out_deleted_records() {
         json!({"name": "Clients", "type": "multipleRecordLinks", "options": {"linkedTableId": clients}}),
     )
     .await;
-    let tasks = api
-        .ok(
-            Method::POST,
-            &format!("/meta/bases/{base}/tables"),
-            Some(json!({"name": "Tasks", "fields": [
-                {"name": "Name", "type": "singleLineText"},
-                {"name": "Projects", "type": "multipleRecordLinks", "options": {"linkedTableId": projects}},
-            ]})),
-        )
-        .await;
-    let tasks_id = tasks["id"].as_str().unwrap().to_owned();
-    let link = tasks["fields"][1]["id"].as_str().unwrap().to_owned();
+    let (tasks_id, link) = tasks_table(&api, &base, &projects).await;
     for field in [
         json!({"name": "Client ids", "type": "multipleLookupValues",
                "options": {"recordLinkFieldId": link, "fieldIdInLinkedTable": project_clients}}),
