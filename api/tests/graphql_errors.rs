@@ -85,7 +85,7 @@ async fn bad_requests_get_clear_coded_errors() {
     let table = server
         .data(
             t,
-            "mutation($b: ID!) { createTable(baseId: $b, name: \"T\", fields: [{name: \"Name\", type: \"singleLineText\"}, {name: \"N\", type: \"number\", options: {precision: 0}}]) { table { id } consistencyToken } }",
+            "mutation($b: ID!) { createTable(baseId: $b, name: \"T\", fields: [{name: \"Name\", type: \"singleLineText\"}, {name: \"N\", type: \"number\", options: {precision: 0}}, {name: \"Double\", type: \"formula\", options: {formula: \"{N} * 2\"}}]) { table { id } consistencyToken } }",
             json!({ "b": base }),
         )
         .await["createTable"]
@@ -133,6 +133,11 @@ async fn bad_requests_get_clear_coded_errors() {
             json!({ "field": "Name", "gt": 3 }),
             Some("INVALID_FILTER_VALUE"),
         ),
+        // Computed on read: the stored cells a filter reads do not hold it.
+        (
+            json!({ "field": "Double", "gt": 3 }),
+            Some("COMPUTED_FIELD"),
+        ),
     ] {
         let (_, body) = server
             .post(t, filter_query, json!({ "t": table_id, "f": filter }))
@@ -148,6 +153,24 @@ async fn bad_requests_get_clear_coded_errors() {
             );
         }
     }
+    let (_, body) = server
+        .post(
+            t,
+            "query($t: ID!) { records(tableId: $t, sort: [{field: \"double\"}]) { totalCount } }",
+            json!({ "t": table_id }),
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["reason"], "COMPUTED_FIELD",
+        "{body}"
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"Double\""),
+        "names the field: {body}"
+    );
     let (_, body) = server
         .post(
             t,

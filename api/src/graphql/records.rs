@@ -167,10 +167,35 @@ fn kind_of(field_type: &str) -> Kind {
     }
 }
 
+/// Field types whose cells are computed on read, so the stored cells a filter or sort reads do
+/// not hold them.
+fn is_computed(field_type: &str) -> bool {
+    matches!(
+        field_type,
+        "formula"
+            | "multipleLookupValues"
+            | "rollup"
+            | "count"
+            | "autoNumber"
+            | "createdTime"
+            | "lastModifiedTime"
+    )
+}
+
+/// A filter or sort key resolved: the field's id, how its cells compare, and its name and
+/// whether it is computed.
+#[derive(Clone)]
+struct FieldKey {
+    id: String,
+    kind: Kind,
+    name: String,
+    computed: bool,
+}
+
 /// The table's fields by name and by id, for resolving filter and sort keys.
 struct Fields {
-    by_key: HashMap<String, (String, Kind)>,
-    by_lower_name: HashMap<String, (String, Kind)>,
+    by_key: HashMap<String, FieldKey>,
+    by_lower_name: HashMap<String, FieldKey>,
 }
 
 impl Fields {
@@ -178,7 +203,12 @@ impl Fields {
         let mut by_key = HashMap::new();
         let mut by_lower_name = HashMap::new();
         for f in fields {
-            let entry = (f.id.to_string(), kind_of(&f.field_type));
+            let entry = FieldKey {
+                id: f.id.to_string(),
+                kind: kind_of(&f.field_type),
+                name: f.name.clone(),
+                computed: is_computed(&f.field_type),
+            };
             by_key.insert(f.id.to_string(), entry.clone());
             by_lower_name.insert(f.name.to_lowercase(), entry.clone());
             by_key.insert(f.name.clone(), entry);
@@ -189,15 +219,29 @@ impl Fields {
         }
     }
 
+    /// The field `key` names, by id or name; refused when unknown or computed (filters and
+    /// sorts run in the database, on the stored cells, where a computed field has none).
     fn resolve(&self, key: &str) -> ApiResult<(String, Kind)> {
-        self.by_key
+        let field = self
+            .by_key
             .get(key)
             .or_else(|| self.by_lower_name.get(&key.to_lowercase()))
-            .cloned()
             .ok_or_else(|| ApiError::Validation {
                 message: format!("unknown field {key:?} in this table"),
                 reason: Some("UNKNOWN_FIELD_NAME".to_owned()),
-            })
+            })?;
+        if field.computed {
+            return Err(ApiError::Validation {
+                message: format!(
+                    "field {:?} is computed on read: GraphQL filters and sorts apply to stored \
+                     cells only (the REST API's filterByFormula and sort evaluate computed \
+                     fields)",
+                    field.name
+                ),
+                reason: Some("COMPUTED_FIELD".to_owned()),
+            });
+        }
+        Ok((field.id.clone(), field.kind))
     }
 }
 
