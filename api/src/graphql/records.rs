@@ -167,29 +167,58 @@ fn kind_of(field_type: &str) -> Kind {
     }
 }
 
-/// Field types whose cells are computed on read, so the stored cells a filter or sort reads do
-/// not hold them.
+/// Field types whose cells are computed on read from other cells or records, so the stored
+/// cells a filter or sort reads do not hold them (see [`RowColumn`] for those that can be read).
 fn is_computed(field_type: &str) -> bool {
     matches!(
         field_type,
-        "formula"
-            | "multipleLookupValues"
-            | "rollup"
-            | "count"
-            | "autoNumber"
-            | "createdTime"
-            | "lastModifiedTime"
+        "formula" | "multipleLookupValues" | "rollup" | "count"
     )
 }
 
-/// A filter or sort key resolved: the field's id, how its cells compare, and its name and
-/// whether it is computed.
+/// Computed fields whose value is a column of the row: a query that filters or sorts on one
+/// adds it to the cells it reads, as the APIs show it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowColumn {
+    Created,
+    Modified,
+    Number,
+}
+
+impl RowColumn {
+    fn of(field_type: &str) -> Option<Self> {
+        match field_type {
+            "createdTime" => Some(Self::Created),
+            "lastModifiedTime" => Some(Self::Modified),
+            "autoNumber" => Some(Self::Number),
+            _ => None,
+        }
+    }
+
+    /// The cell as jsonb, from the records view aliased `v`: times as the APIs print them
+    /// (UTC, milliseconds, `Z`), so they compare as text like date cells do.
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Created => {
+                r#"to_jsonb(to_char(v.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))"#
+            }
+            Self::Modified => {
+                r#"to_jsonb(to_char(v.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))"#
+            }
+            Self::Number => "to_jsonb(v.autonumber)",
+        }
+    }
+}
+
+/// A filter or sort key resolved: the field's id, how its cells compare, its name, whether it
+/// is computed, and the row column it is read from, if it is one.
 #[derive(Clone)]
 struct FieldKey {
     id: String,
     kind: Kind,
     name: String,
     computed: bool,
+    column: Option<RowColumn>,
 }
 
 /// The table's fields by name and by id, for resolving filter and sort keys.
@@ -208,6 +237,7 @@ impl Fields {
                 kind: kind_of(&f.field_type),
                 name: f.name.clone(),
                 computed: is_computed(&f.field_type),
+                column: RowColumn::of(&f.field_type),
             };
             by_key.insert(f.id.to_string(), entry.clone());
             by_lower_name.insert(f.name.to_lowercase(), entry.clone());
@@ -219,17 +249,51 @@ impl Fields {
         }
     }
 
-    /// The field `key` names, by id or name; refused when unknown or computed (filters and
-    /// sorts run in the database, on the stored cells, where a computed field has none).
-    fn resolve(&self, key: &str) -> ApiResult<(String, Kind)> {
-        let field = self
-            .by_key
+    fn get(&self, key: &str) -> Option<&FieldKey> {
+        self.by_key
             .get(key)
             .or_else(|| self.by_lower_name.get(&key.to_lowercase()))
-            .ok_or_else(|| ApiError::Validation {
-                message: format!("unknown field {key:?} in this table"),
-                reason: Some("UNKNOWN_FIELD_NAME".to_owned()),
-            })?;
+    }
+
+    /// The row columns (created and modified time, auto number) that the filter and sort keys
+    /// name, with their field ids, each once.
+    fn columns_used(
+        &self,
+        filter: Option<&RecordFilter>,
+        sort: &[RecordSort],
+    ) -> Vec<(String, RowColumn)> {
+        let mut keys: Vec<&str> = sort.iter().map(|s| s.field.as_str()).collect();
+        let mut pending: Vec<&RecordFilter> = filter.into_iter().collect();
+        // Depth is checked when the filter is built; this walk is iterative either way.
+        while let Some(f) = pending.pop() {
+            keys.extend(f.field.as_deref());
+            pending.extend(f.and.iter().flatten());
+            pending.extend(f.or.iter().flatten());
+            pending.extend(f.not.as_deref());
+        }
+        let mut used: Vec<(String, RowColumn)> = Vec::new();
+        for key in keys {
+            if let Some(FieldKey {
+                id,
+                column: Some(column),
+                ..
+            }) = self.get(key)
+                && !used.iter().any(|(u, _)| u == id)
+            {
+                used.push((id.clone(), *column));
+            }
+        }
+        used
+    }
+
+    /// The field `key` names, by id or name; refused when unknown or computed from other cells
+    /// (filters and sorts run in the database, on the stored cells, where such a field has
+    /// none).
+    fn resolve(&self, key: &str) -> ApiResult<(String, Kind)> {
+        let field = self.get(key).ok_or_else(|| ApiError::Validation {
+            message: format!("unknown field {key:?} in this table"),
+            reason: Some("UNKNOWN_FIELD_NAME".to_owned()),
+        })?;
         if field.computed {
             return Err(ApiError::Validation {
                 message: format!(
@@ -574,6 +638,30 @@ type RecordRow = (
     Value,
 );
 
+/// The rows a records query reads, aliased `r`: the records view, with `stored_cells` the
+/// stored cells, and `cells` those plus the row columns the query filters or sorts on, under
+/// their field ids. Field ids are `fld` and 14 letters or digits (checked when a field is
+/// made), so they are written into the statement as literals.
+fn row_source(view: &str, columns: &[(String, RowColumn)]) -> String {
+    if columns.is_empty() {
+        return format!("(SELECT v.*, v.cells AS stored_cells FROM {view} v) r");
+    }
+    let mut added = String::new();
+    for (i, (id, column)) in columns.iter().enumerate() {
+        if i > 0 {
+            added.push_str(", ");
+        }
+        let literal: String = id.chars().filter(char::is_ascii_alphanumeric).collect();
+        added.push_str(&format!("'{literal}', {}", column.sql()));
+    }
+    format!(
+        "(SELECT v.record_id, v.table_id, v.version, v.deleted, v.created_at, v.updated_at, \
+                 v.autonumber, v.cells AS stored_cells, \
+                 v.cells || jsonb_build_object({added}) AS cells \
+            FROM {view} v) r"
+    )
+}
+
 /// Runs a records query on the read model.
 ///
 /// # Errors
@@ -611,8 +699,9 @@ pub async fn query_records(
         .transpose()?;
 
     let view = svc.view("records");
+    let source = row_source(&view, &fields.columns_used(filter, sort));
     let mut q = QueryBuilder::<Postgres>::new(
-        "SELECT r.record_id, r.table_id, r.cells, r.version, r.deleted, r.created_at, r.updated_at, r.autonumber, jsonb_build_array(",
+        "SELECT r.record_id, r.table_id, r.stored_cells, r.version, r.deleted, r.created_at, r.updated_at, r.autonumber, jsonb_build_array(",
     );
     for (i, (field_id, _)) in keys.iter().enumerate() {
         if i > 0 {
@@ -620,7 +709,7 @@ pub async fn query_records(
         }
         push_cell(&mut q, field_id);
     }
-    q.push(format!(") FROM {view} r WHERE r.table_id = "));
+    q.push(format!(") FROM {source} WHERE r.table_id = "));
     q.push_bind(table_id.to_string());
     q.push(" AND NOT r.deleted");
     let mut where_start = None;
@@ -632,7 +721,7 @@ pub async fn query_records(
     let total = if want_total {
         // Same predicate, counted separately (built again: a builder's binds are consumed).
         let mut c = QueryBuilder::<Postgres>::new(format!(
-            "SELECT count(*) FROM {view} r WHERE r.table_id = "
+            "SELECT count(*) FROM {source} WHERE r.table_id = "
         ));
         c.push_bind(table_id.to_string());
         c.push(" AND NOT r.deleted");

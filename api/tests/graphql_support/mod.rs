@@ -192,6 +192,29 @@ impl Server {
     /// `token`.
     pub async fn workspace_with_table(&self, token: &str) -> Fixture {
         let t = Some(token);
+        let (workspace_id, base_id) = self.workspace_with_base(token).await;
+        let table = self
+            .data(
+                t,
+                "mutation($b: ID!) { createTable(baseId: $b, name: \"T\", fields: [{name: \"Name\", type: \"singleLineText\"}, {name: \"N\", type: \"number\", options: {precision: 0}}]) { table { id } consistencyToken } }",
+                json!({ "b": base_id }),
+            )
+            .await["createTable"]
+            .clone();
+        Fixture {
+            workspace_id,
+            base_id,
+            table_id: table["table"]["id"].as_str().expect("table id").to_owned(),
+            consistency_token: table["consistencyToken"]
+                .as_str()
+                .expect("consistency token")
+                .to_owned(),
+        }
+    }
+
+    /// Creates a workspace with a base as the holder of `token`; returns their ids.
+    pub async fn workspace_with_base(&self, token: &str) -> (String, String) {
+        let t = Some(token);
         let workspace_id = self
             .data(
                 t,
@@ -212,23 +235,7 @@ impl Server {
             .as_str()
             .expect("base id")
             .to_owned();
-        let table = self
-            .data(
-                t,
-                "mutation($b: ID!) { createTable(baseId: $b, name: \"T\", fields: [{name: \"Name\", type: \"singleLineText\"}, {name: \"N\", type: \"number\", options: {precision: 0}}]) { table { id } consistencyToken } }",
-                json!({ "b": base_id }),
-            )
-            .await["createTable"]
-            .clone();
-        Fixture {
-            workspace_id,
-            base_id,
-            table_id: table["table"]["id"].as_str().expect("table id").to_owned(),
-            consistency_token: table["consistencyToken"]
-                .as_str()
-                .expect("consistency token")
-                .to_owned(),
-        }
+        (workspace_id, base_id)
     }
 
     /// Stops the server and removes everything its namespace created (schemas, the JetStream
