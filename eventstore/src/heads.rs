@@ -9,9 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-/// Entries kept before the cache starts over. A head is 60-odd bytes plus its stream id, so
-/// this bounds the cache to a few MiB; streams written again after a reset take the general
-/// statement once.
+/// Heads kept per generation (see [`HeadCache`]). A head is 60-odd bytes plus its stream id, so
+/// the two generations stay within a few MiB.
 const MAX_HEADS: usize = 50_000;
 
 /// A stream's last event as this process stored it.
@@ -24,40 +23,68 @@ pub(crate) struct Head {
 }
 
 /// Known stream heads, shared by the clones of one store.
+///
+/// Bounded in two generations: new heads go into the current one; when it is full it becomes
+/// the previous one and the one before is dropped. A head read from the previous generation
+/// moves back into the current one, so streams in use stay known (an approximation of least
+/// recently used, without a list to maintain).
 #[derive(Debug, Default)]
 pub(crate) struct HeadCache {
-    heads: Mutex<HashMap<String, Head>>,
+    generations: Mutex<Generations>,
+}
+
+#[derive(Debug, Default)]
+struct Generations {
+    current: HashMap<String, Head>,
+    previous: HashMap<String, Head>,
+}
+
+impl Generations {
+    fn insert(&mut self, stream: String, head: Head) {
+        if self.current.len() >= MAX_HEADS {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(stream, head);
+    }
 }
 
 impl HeadCache {
     /// The head this process last stored for `stream`, if it still remembers it.
     pub(crate) fn get(&self, stream: &str) -> Option<Head> {
-        self.heads.lock().ok()?.get(stream).copied()
+        let mut g = self.generations.lock().ok()?;
+        if let Some(head) = g.current.get(stream) {
+            return Some(*head);
+        }
+        let (stream, head) = g.previous.remove_entry(stream)?;
+        g.insert(stream, head);
+        Some(head)
     }
 
     /// Remembers `head` for `stream`, unless a later version is known already (two appends to
     /// one stream can finish in either order). The same version replaces what is known: the
     /// newer sighting wins over one from a transaction that may have rolled back.
     pub(crate) fn put(&self, stream: &str, head: Head) {
-        let Ok(mut heads) = self.heads.lock() else {
+        let Ok(mut g) = self.generations.lock() else {
             return;
         };
-        if let Some(known) = heads.get_mut(stream) {
+        if let Some(known) = g.current.get_mut(stream) {
             if known.version <= head.version {
                 *known = head;
             }
             return;
         }
-        if heads.len() >= MAX_HEADS {
-            heads.clear();
-        }
-        heads.insert(stream.to_owned(), head);
+        let head = match g.previous.remove(stream) {
+            Some(known) if known.version > head.version => known,
+            _ => head,
+        };
+        g.insert(stream.to_owned(), head);
     }
 
     /// Forgets `stream`'s head: an append found it stale.
     pub(crate) fn forget(&self, stream: &str) {
-        if let Ok(mut heads) = self.heads.lock() {
-            heads.remove(stream);
+        if let Ok(mut g) = self.generations.lock() {
+            g.current.remove(stream);
+            g.previous.remove(stream);
         }
     }
 }
@@ -94,13 +121,40 @@ mod tests {
     }
 
     #[test]
-    fn stays_bounded() {
+    fn stays_bounded_and_keeps_the_streams_in_use() {
         let cache = HeadCache::default();
-        for i in 0..=MAX_HEADS {
+        cache.put("hot", head(1));
+        for i in 0..MAX_HEADS * 3 {
             cache.put(&format!("s{i}"), head(1));
+            // A stream read now and then survives any number of others.
+            if i % (MAX_HEADS / 2) == 0 {
+                assert_eq!(cache.get("hot"), Some(head(1)), "after {i} others");
+            }
         }
-        let len = cache.heads.lock().map(|h| h.len()).unwrap_or(usize::MAX);
-        assert!(len <= MAX_HEADS, "{len} heads kept");
-        assert_eq!(cache.get(&format!("s{MAX_HEADS}")), Some(head(1)));
+        let (current, previous) = cache
+            .generations
+            .lock()
+            .map(|g| (g.current.len(), g.previous.len()))
+            .unwrap_or((usize::MAX, usize::MAX));
+        assert!(
+            current <= MAX_HEADS && previous <= MAX_HEADS,
+            "{current} + {previous} heads kept"
+        );
+        assert_eq!(cache.get("hot"), Some(head(1)));
+        assert_eq!(cache.get("s0"), None, "the oldest are dropped");
+        assert_eq!(cache.get(&format!("s{}", MAX_HEADS * 3 - 1)), Some(head(1)));
+    }
+
+    #[test]
+    fn a_head_in_the_previous_generation_is_not_replaced_by_an_older_one() {
+        let cache = HeadCache::default();
+        cache.put("s", head(5));
+        for i in 0..MAX_HEADS {
+            cache.put(&format!("x{i}"), head(1));
+        }
+        cache.put("s", head(4));
+        assert_eq!(cache.get("s"), Some(head(5)));
+        cache.forget("s");
+        assert_eq!(cache.get("s"), None);
     }
 }
