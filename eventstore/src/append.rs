@@ -193,12 +193,24 @@ SELECT r.out_event_id AS event_id, r.out_stream_id AS stream_id, r.out_version A
   FROM "NS".replay_append($1, $2, $3) AS r
 "#;
 
+/// The checks `append_many_in` makes before it writes, in one round trip: whether the caller's
+/// transaction has no id yet (`fresh`), and, when it has none, the rows of an identical earlier
+/// append (none when its ids are not stored). The replay runs only for a fresh transaction.
+const FRESH_REPLAY_SQL: &str = r#"
+SELECT f.fresh, r.out_event_id AS event_id, r.out_stream_id AS stream_id, r.out_version AS version,
+       r.out_epoch AS epoch, r.out_xid AS xid, r.out_pos AS pos, r.out_recorded_at AS recorded_at,
+       NULL::bytea AS hash
+  FROM (SELECT pg_current_xact_id_if_assigned() IS NULL AS fresh) AS f
+  LEFT JOIN LATERAL (SELECT * FROM "NS".replay_append($1, $2, $3) WHERE f.fresh) AS r ON true
+"#;
+
 /// The namespace's append and replay statements.
 pub(crate) struct AppendStatements {
     append: Arc<str>,
     single: Arc<str>,
     known: Arc<str>,
     replay: Arc<str>,
+    fresh_replay: Arc<str>,
 }
 
 impl AppendStatements {
@@ -210,6 +222,7 @@ impl AppendStatements {
             single: Arc::from(SINGLE_SQL.replace("\"NS\"", &quoted)),
             known: Arc::from(KNOWN_SQL.replace("\"NS\"", &quoted)),
             replay: Arc::from(REPLAY_SQL.replace("\"NS\"", &quoted)),
+            fresh_replay: Arc::from(FRESH_REPLAY_SQL.replace("\"NS\"", &quoted)),
         }
     }
 }
@@ -524,18 +537,35 @@ impl EventStore {
         metadata: &Metadata,
     ) -> Result<Vec<AppendResult>, StoreError> {
         let prepared = PreparedAppend::new(writes, metadata, &self.inner.config)?;
-        // The feed's horizon only waits for transactions that hold the events table's write
-        // lock, which an INSERT takes before it gives its transaction an id; a transaction
-        // that got its id from an earlier write could commit events the feed has moved past.
-        let fresh: bool = sqlx::query_scalar("SELECT pg_current_xact_id_if_assigned() IS NULL")
-            .fetch_one(&mut *conn)
-            .await?;
+        // Two checks, one round trip. The feed's horizon only waits for transactions that
+        // hold the events table's write lock, which an INSERT takes before it gives its
+        // transaction an id; a transaction that got its id from an earlier write could commit
+        // events the feed has moved past. And an identical earlier append is answered up
+        // front: a unique violation would abort the caller's transaction.
+        let rows = sqlx::query(AssertSqlSafe(Arc::clone(
+            &self.inner.statements.fresh_replay,
+        )))
+        .bind(&prepared.streams)
+        .bind(&prepared.counts)
+        .bind(&prepared.event_ids)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(replay_error)?;
+        let fresh = match rows.first() {
+            Some(row) => row.try_get::<bool, _>("fresh")?,
+            None => false,
+        };
         if !fresh {
             return Err(StoreError::AppendAfterOtherWrites);
         }
-        // Checked up front: a unique violation would abort the caller's transaction.
-        if let Some(results) = self.replay(conn, &prepared, &mut true).await? {
-            return Ok(results);
+        let mut stored = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<Uuid>, _>("event_id")?.is_some() {
+                stored.push(decode_row(row)?);
+            }
+        }
+        if !stored.is_empty() {
+            return group_results(&prepared, stored, true);
         }
         let heads = &self.inner.heads;
         // The known-head statement is safe here too: a head it finds is visible to it, so it

@@ -782,3 +782,35 @@ async fn a_head_from_a_rolled_back_transaction_is_not_trusted() -> anyhow::Resul
     test.cleanup().await?;
     Ok(())
 }
+
+/// A retried append inside a caller's transaction is answered from the store, like one outside:
+/// the original result, deduplicated, and nothing written (the check runs before the insert,
+/// whose unique violation would abort the caller's transaction).
+#[tokio::test]
+async fn a_retried_append_in_a_transaction_returns_the_original_result() -> anyhow::Result<()> {
+    let test = TestStore::new().await;
+    let s = stream("rec-recRETRIEDINTX001");
+    let write = StreamWrite {
+        stream: s.clone(),
+        expected: ExpectedVersion::NoStream,
+        events: events(1..3),
+    };
+    let mut tx = test.pool().begin().await?;
+    let first = test
+        .append_many_in(&mut tx, vec![write.clone()], &meta())
+        .await?;
+    tx.commit().await?;
+    let mut tx = test.pool().begin().await?;
+    let again = test.append_many_in(&mut tx, vec![write], &meta()).await?;
+    // The transaction is still usable: nothing failed in it.
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    assert!(again[0].deduplicated);
+    assert!(!first[0].deduplicated);
+    assert_eq!(again[0].events, first[0].events);
+    assert_eq!(stored, 2);
+    test.cleanup().await?;
+    Ok(())
+}
