@@ -585,3 +585,107 @@ async fn filters_and_sorts_read_auto_numbers_and_record_times() {
     );
     server.stop().await;
 }
+
+/// Link cells leave out records deleted since they were linked, in filters as in the cells the
+/// API shows: a deleted record is neither contained nor in, and a cell left with none is empty.
+#[tokio::test]
+async fn link_filters_leave_out_deleted_records() {
+    let server = start(&[]).await;
+    let (_, token) = server.register("erin@example.com").await;
+    let t = Some(token.as_str());
+    let (_, base) = server.workspace_with_base(&token).await;
+    let create_table = "mutation($b: ID!, $n: String!, $f: [JSON!]!) { createTable(baseId: $b, name: $n, fields: $f) { table { id } } }";
+    let people = server
+        .data(
+            t,
+            create_table,
+            json!({ "b": base, "n": "People", "f": [{ "name": "Name", "type": "singleLineText" }] }),
+        )
+        .await["createTable"]["table"]["id"]
+        .clone();
+    let tasks = server
+        .data(
+            t,
+            create_table,
+            json!({ "b": base, "n": "Tasks", "f": [
+                { "name": "Name", "type": "singleLineText" },
+                { "name": "Owners", "type": "multipleRecordLinks", "options": { "linkedTableId": people } }
+            ] }),
+        )
+        .await["createTable"]["table"]["id"]
+        .clone();
+    let create = "mutation($t: ID!, $r: [JSON!]!) { createRecords(tableId: $t, records: $r) { records { id } consistencyToken } }";
+    let created = server
+        .data(
+            t,
+            create,
+            json!({ "t": people, "r": [{ "Name": "Pat" }, { "Name": "Sam" }] }),
+        )
+        .await["createRecords"]["records"]
+        .clone();
+    let (pat, sam) = (created[0]["id"].clone(), created[1]["id"].clone());
+    server
+        .data(
+            t,
+            create,
+            json!({ "t": tasks, "r": [
+                { "Name": "both", "Owners": [pat, sam] },
+                { "Name": "sam only", "Owners": [sam] }
+            ] }),
+        )
+        .await;
+    let token_after = server
+        .data(
+            t,
+            "mutation($t: ID!, $ids: [ID!]!) { deleteRecords(tableId: $t, ids: $ids) { consistencyToken } }",
+            json!({ "t": people, "ids": [sam] }),
+        )
+        .await["deleteRecords"]["consistencyToken"]
+        .clone();
+    let query = "query($t: ID!, $f: RecordFilter, $c: String) { \
+        records(tableId: $t, filter: $f, consistencyToken: $c) { totalCount nodes { cells } } }";
+    let matching = |filter: Value| {
+        let vars = json!({ "t": tasks, "f": filter, "c": token_after });
+        let server = &server;
+        async move {
+            let page = server.data(t, query, vars).await["records"].clone();
+            let mut names: Vec<String> = page["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|n| {
+                    n["cells"]
+                        .as_object()
+                        .unwrap()
+                        .values()
+                        .find_map(|v| v.as_str().map(str::to_owned))
+                })
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    assert!(
+        matching(json!({ "field": "Owners", "contains": sam }))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        matching(json!({ "field": "Owners", "contains": pat })).await,
+        ["both"]
+    );
+    assert!(
+        matching(json!({ "field": "Owners", "in": [sam] }))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        matching(json!({ "field": "Owners", "isEmpty": true })).await,
+        ["sam only"]
+    );
+    assert_eq!(
+        matching(json!({ "field": "Owners", "isEmpty": false })).await,
+        ["both"]
+    );
+    server.stop().await;
+}

@@ -176,13 +176,15 @@ fn is_computed(field_type: &str) -> bool {
     )
 }
 
-/// Computed fields whose value is a column of the row: a query that filters or sorts on one
-/// adds it to the cells it reads, as the APIs show it.
+/// Cells a query that filters or sorts on them reads as the APIs show them rather than as
+/// stored: computed fields whose value is a column of the row, and link cells, which leave out
+/// the records deleted since they were linked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RowColumn {
     Created,
     Modified,
     Number,
+    LiveLinks,
 }
 
 impl RowColumn {
@@ -191,21 +193,31 @@ impl RowColumn {
             "createdTime" => Some(Self::Created),
             "lastModifiedTime" => Some(Self::Modified),
             "autoNumber" => Some(Self::Number),
+            "multipleRecordLinks" => Some(Self::LiveLinks),
             _ => None,
         }
     }
 
-    /// The cell as jsonb, from the records view aliased `v`: times as the APIs print them
-    /// (UTC, milliseconds, `Z`), so they compare as text like date cells do.
-    fn sql(self) -> &'static str {
+    /// The cell of field `id` as jsonb, from the records view `view` aliased `v`: times as the
+    /// APIs print them (UTC, milliseconds, `Z`), so they compare as text like date cells do;
+    /// links in their order, live ones only (JSON null when none is left).
+    fn sql(self, id: &str, view: &str) -> String {
         match self {
             Self::Created => {
-                r#"to_jsonb(to_char(v.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))"#
+                r#"to_jsonb(to_char(v.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))"#.to_owned()
             }
             Self::Modified => {
-                r#"to_jsonb(to_char(v.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))"#
+                r#"to_jsonb(to_char(v.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))"#.to_owned()
             }
-            Self::Number => "to_jsonb(v.autonumber)",
+            Self::Number => "to_jsonb(v.autonumber)".to_owned(),
+            Self::LiveLinks => format!(
+                "(SELECT jsonb_agg(e.value ORDER BY e.n) \
+                    FROM jsonb_array_elements(CASE WHEN jsonb_typeof(v.cells -> '{id}') = 'array' \
+                                                   THEN v.cells -> '{id}' ELSE '[]'::jsonb END) \
+                         WITH ORDINALITY AS e(value, n) \
+                   WHERE EXISTS (SELECT 1 FROM {view} x \
+                                  WHERE x.record_id = e.value #>> '{{}}' AND NOT x.deleted))"
+            ),
         }
     }
 }
@@ -255,7 +267,7 @@ impl Fields {
             .or_else(|| self.by_lower_name.get(&key.to_lowercase()))
     }
 
-    /// The row columns (created and modified time, auto number) that the filter and sort keys
+    /// The cells read otherwise than as stored ([`RowColumn`]) that the filter and sort keys
     /// name, with their field ids, each once.
     fn columns_used(
         &self,
@@ -639,8 +651,8 @@ type RecordRow = (
 );
 
 /// The rows a records query reads, aliased `r`: the records view, with `stored_cells` the
-/// stored cells, and `cells` those plus the row columns the query filters or sorts on, under
-/// their field ids. Field ids are `fld` and 14 letters or digits (checked when a field is
+/// stored cells, and `cells` those with the cells the query filters or sorts on that read
+/// otherwise ([`RowColumn`]), under their field ids. Field ids are `fld` and 14 letters or digits (checked when a field is
 /// made), so they are written into the statement as literals.
 fn row_source(view: &str, columns: &[(String, RowColumn)]) -> String {
     if columns.is_empty() {
@@ -652,7 +664,7 @@ fn row_source(view: &str, columns: &[(String, RowColumn)]) -> String {
             added.push_str(", ");
         }
         let literal: String = id.chars().filter(char::is_ascii_alphanumeric).collect();
-        added.push_str(&format!("'{literal}', {}", column.sql()));
+        added.push_str(&format!("'{literal}', {}", column.sql(&literal, view)));
     }
     format!(
         "(SELECT v.record_id, v.table_id, v.version, v.deleted, v.created_at, v.updated_at, \
