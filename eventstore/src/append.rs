@@ -328,6 +328,13 @@ impl KnownPlan {
         }
         Some(plan)
     }
+
+    /// Forgets the heads this plan relied on: a refusal means at least one of them is stale.
+    fn forget(&self, heads: &HeadCache) {
+        for stream in &self.head_streams {
+            heads.forget(stream);
+        }
+    }
 }
 
 /// What one execution of the append statement did.
@@ -558,14 +565,8 @@ impl EventStore {
         if !fresh {
             return Err(StoreError::AppendAfterOtherWrites);
         }
-        let mut stored = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if row.try_get::<Option<Uuid>, _>("event_id")?.is_some() {
-                stored.push(decode_row(row)?);
-            }
-        }
-        if !stored.is_empty() {
-            return group_results(&prepared, stored, true);
+        if let Some(results) = replayed(&prepared, &rows)? {
+            return Ok(results);
         }
         let heads = &self.inner.heads;
         // The known-head statement is safe here too: a head it finds is visible to it, so it
@@ -586,11 +587,9 @@ impl EventStore {
                     remember(heads, &rows);
                     return group_results(&prepared, rows, false);
                 }
-                Ok(_) => {
-                    slower(&prepared, heads, Some(Path::Known(plan)));
-                }
+                Ok(_) => plan.forget(heads),
                 Err(err) => {
-                    slower(&prepared, heads, Some(Path::Known(plan)));
+                    plan.forget(heads);
                     return Err(match after_error(err) {
                         AfterError::Fail(err) => err,
                         AfterError::IdStored | AfterError::Retry => {
@@ -709,15 +708,10 @@ impl EventStore {
             .fetch_all(&mut *conn)
             .await;
         *intact = conns::intact(&rows);
-        let rows = match rows {
-            Ok(rows) => rows,
-            Err(err) => return Err(replay_error(err)),
-        };
-        if rows.is_empty() {
-            return Ok(None);
+        match rows {
+            Ok(rows) => replayed(prepared, &rows),
+            Err(err) => Err(replay_error(err)),
         }
-        let rows = rows.iter().map(decode_row).collect::<Result<Vec<_>, _>>()?;
-        group_results(prepared, rows, true).map(Some)
     }
 
     /// The conflict to report when an append kept losing races: the first write whose
@@ -749,14 +743,30 @@ impl EventStore {
     }
 }
 
+/// The results of an identical earlier append from the replay statements' rows (rows without
+/// an event are the fresh check's alone); `None` when no id is stored.
+fn replayed(
+    prepared: &PreparedAppend,
+    rows: &[PgRow],
+) -> Result<Option<Vec<AppendResult>>, StoreError> {
+    let mut stored = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.try_get::<Option<Uuid>, _>("event_id")?.is_some() {
+            stored.push(decode_row(row)?);
+        }
+    }
+    if stored.is_empty() {
+        return Ok(None);
+    }
+    group_results(prepared, stored, true).map(Some)
+}
+
 /// The statement to try after `refused` (or first, when no head is known): the single-event one
 /// where it applies, else the general one. Heads a refused known-head statement relied on are
 /// forgotten, as at least one of them is stale.
 fn slower(prepared: &PreparedAppend, heads: &HeadCache, refused: Option<Path>) -> Path {
     if let Some(Path::Known(plan)) = &refused {
-        for stream in &plan.head_streams {
-            heads.forget(stream);
-        }
+        plan.forget(heads);
     }
     match refused {
         None | Some(Path::Known(_)) if is_single(prepared) => Path::Single,
@@ -768,24 +778,23 @@ fn is_single(prepared: &PreparedAppend) -> bool {
     prepared.streams.len() == 1 && prepared.event_ids.len() == 1
 }
 
-/// Remembers the head each write of a successful append left its stream at.
+/// Remembers the head each write of a successful append left its stream at: its last row.
 fn remember(heads: &HeadCache, rows: &[StoredRow]) {
+    let mut last: HashMap<&str, &StoredRow> = HashMap::with_capacity(rows.len().min(16));
     for row in rows {
-        let Some(hash) = row
+        let entry = last.entry(row.stream_id.as_str()).or_insert(row);
+        if entry.version < row.version {
+            *entry = row;
+        }
+    }
+    for (stream, row) in last {
+        if let Some(hash) = row
             .hash
             .as_deref()
             .and_then(|h| <[u8; 32]>::try_from(h).ok())
-        else {
-            continue;
-        };
-        heads.put(
-            &row.stream_id,
-            Head {
-                version: row.version,
-                hash,
-                recorded_at_micros: row.recorded_at.timestamp_micros(),
-            },
-        );
+        {
+            heads.put(stream, Head::new(row.version, hash, row.recorded_at));
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use chrono::{DateTime, Utc};
+
 /// Heads kept per generation (see [`HeadCache`]). A head is 60-odd bytes plus its stream id, so
 /// the two generations stay within a few MiB.
 const MAX_HEADS: usize = 50_000;
@@ -20,6 +22,17 @@ pub(crate) struct Head {
     pub hash: [u8; 32],
     /// The event's `recorded_at`, in microseconds since 1970.
     pub recorded_at_micros: i64,
+}
+
+impl Head {
+    /// The head at `version`, with its chain hash and `recorded_at`.
+    pub(crate) fn new(version: u64, hash: [u8; 32], recorded_at: DateTime<Utc>) -> Self {
+        Self {
+            version,
+            hash,
+            recorded_at_micros: recorded_at.timestamp_micros(),
+        }
+    }
 }
 
 /// Known stream heads, shared by the clones of one store.

@@ -263,11 +263,7 @@ impl EventStore {
         if let Some(head) = head {
             self.inner.heads.put(
                 &head.stream_id,
-                Head {
-                    version: head.version,
-                    hash: head.hash,
-                    recorded_at_micros: head.recorded_at.timestamp_micros(),
-                },
+                Head::new(head.version, head.hash, head.recorded_at),
             );
         }
         Ok(events)

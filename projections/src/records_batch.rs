@@ -27,7 +27,7 @@ use crate::error::{ProjectionError, Result};
 use crate::names::{Names, aggregate_id, aggregate_kind};
 
 mod bulk;
-use crate::sql_models::{Payload, actor_json, version_i64};
+use crate::sql_models::{CellChange, Payload, actor_json, cell_change_list, version_i64};
 pub(crate) use bulk::BulkRecords;
 
 /// What one record event does to its row. It borrows from the event: a batch is parsed, folded
@@ -48,13 +48,6 @@ enum Change<'a> {
     Deleted(bool),
     /// Comments and future record events: only the version and position follow the stream.
     Bump,
-}
-
-/// One cell's change in a `RecordUpdated` or `RecordReverted`.
-struct CellChange<'a> {
-    field: &'a str,
-    old: &'a Value,
-    new: &'a Value,
 }
 
 /// One record event, read and checked before anything is written.
@@ -201,24 +194,7 @@ pub(crate) fn parse(event: &RecordedEvent) -> Result<Parsed<'_>> {
                 .as_object()
                 .ok_or_else(|| p.bad("\"cells\" is not an object"))?,
         },
-        "RecordUpdated" | "RecordReverted" => {
-            let changes = p.array("changes")?;
-            let mut cells = Vec::with_capacity(changes.len());
-            for change in changes {
-                // The domain's `CellChange` serialises as `fieldId`; `field_id` is accepted too.
-                let field = change
-                    .get("fieldId")
-                    .or_else(|| change.get("field_id"))
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| p.bad("a change has no field_id"))?;
-                cells.push(CellChange {
-                    field,
-                    old: change.get("old").unwrap_or(&Value::Null),
-                    new: change.get("new").unwrap_or(&Value::Null),
-                });
-            }
-            Change::Cells(cells)
-        }
+        "RecordUpdated" | "RecordReverted" => Change::Cells(cell_change_list(&p)?),
         "LinksChanged" => Change::Links {
             field: p.str("field_id")?,
             added: p.array("added")?,

@@ -109,6 +109,34 @@ fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// One cell's change in a `RecordUpdated` or `RecordReverted` payload, borrowed from it.
+pub(crate) struct CellChange<'a> {
+    pub field: &'a str,
+    pub old: &'a Value,
+    /// Null clears the cell.
+    pub new: &'a Value,
+}
+
+/// The payload's cell changes, in its order.
+pub(crate) fn cell_change_list<'a>(p: &Payload<'a>) -> Result<Vec<CellChange<'a>>> {
+    let changes = p.array("changes")?;
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes {
+        // The domain's `CellChange` serialises as `fieldId`; `field_id` is accepted too.
+        let field = change
+            .get("fieldId")
+            .or_else(|| change.get("field_id"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| p.bad("a change has no field_id"))?;
+        out.push(CellChange {
+            field,
+            old: change.get("old").unwrap_or(&Value::Null),
+            new: change.get("new").unwrap_or(&Value::Null),
+        });
+    }
+    Ok(out)
+}
+
 /// A record's cell changes: fields set to a value, fields cleared, and the change list kept in
 /// the revision.
 pub(crate) struct CellChanges {
@@ -123,22 +151,14 @@ pub(crate) fn cell_changes(p: &Payload<'_>) -> Result<CellChanges> {
     let mut cleared = Vec::new();
     let mut fields = Vec::new();
     let mut changes = Map::new();
-    for change in p.array("changes")? {
-        // The domain's `CellChange` serialises as `fieldId`; `field_id` is accepted too.
-        let field = change
-            .get("fieldId")
-            .or_else(|| change.get("field_id"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| p.bad("a change has no field_id"))?;
-        let new = change.get("new").cloned().unwrap_or(Value::Null);
-        let old = change.get("old").cloned().unwrap_or(Value::Null);
-        if new.is_null() {
-            cleared.push(field.to_owned());
+    for c in cell_change_list(p)? {
+        if c.new.is_null() {
+            cleared.push(c.field.to_owned());
         } else {
-            set.insert(field.to_owned(), new.clone());
+            set.insert(c.field.to_owned(), c.new.clone());
         }
-        fields.push(field.to_owned());
-        changes.insert(field.to_owned(), json!({ "old": old, "new": new }));
+        fields.push(c.field.to_owned());
+        changes.insert(c.field.to_owned(), json!({ "old": c.old, "new": c.new }));
     }
     Ok(CellChanges {
         set,

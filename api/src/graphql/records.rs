@@ -202,13 +202,14 @@ impl RowColumn {
     /// APIs print them (UTC, milliseconds, `Z`), so they compare as text like date cells do;
     /// links in their order, live ones only (JSON null when none is left).
     fn sql(self, id: &str, view: &str) -> String {
+        let iso = |column: &str| {
+            format!(
+                r#"to_jsonb(to_char(v.{column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))"#
+            )
+        };
         match self {
-            Self::Created => {
-                r#"to_jsonb(to_char(v.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))"#.to_owned()
-            }
-            Self::Modified => {
-                r#"to_jsonb(to_char(v.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))"#.to_owned()
-            }
+            Self::Created => iso("created_at"),
+            Self::Modified => iso("updated_at"),
             Self::Number => "to_jsonb(v.autonumber)".to_owned(),
             Self::LiveLinks => format!(
                 "(SELECT jsonb_agg(e.value ORDER BY e.n) \

@@ -80,15 +80,18 @@ impl<'a> Computed<'a> {
         now: DateTime<Utc>,
         tz: Tz,
     ) -> Self {
-        Self::with_depth(tables, table, now, tz, MAX_LINK_DEPTH)
+        Self::with_depth(tables, table, now, tz, MAX_LINK_DEPTH, &[])
     }
 
+    /// `looked_up`: the fields of `table` an outer level's lookups read. Those that are links
+    /// leave out deleted records too, as the link cells of the top level do.
     fn with_depth(
         tables: &'a [TableSchema],
         table: &'a TableSchema,
         now: DateTime<Utc>,
         tz: Tz,
         depth: usize,
+        looked_up: &[&FieldId],
     ) -> Self {
         let mut formulas = Vec::new();
         let mut system = Vec::new();
@@ -125,7 +128,9 @@ impl<'a> Computed<'a> {
                     },
                     Some(formula::parse_rollup(&o.formula).ok()),
                 )),
-                FieldType::MultipleRecordLinks(o) if depth == MAX_LINK_DEPTH => {
+                FieldType::MultipleRecordLinks(o)
+                    if depth == MAX_LINK_DEPTH || looked_up.contains(&&field.id) =>
+                {
                     if let Some(t) = tables.iter().find(|t| t.id == o.linked_table_id) {
                         links.push((field.id.clone(), t));
                     }
@@ -194,13 +199,15 @@ impl<'a> Computed<'a> {
         rows: &[Row],
     ) -> Result<LinkedRows, sqlx::Error> {
         let mut out = LinkedRows::new();
-        if self.depth == 0 || (self.linked.is_empty() && self.links.is_empty()) {
+        // Past the last level lookups stay empty, but link cells still drop deleted records.
+        let looked: &[LinkedField<'_>] = if self.depth == 0 { &[] } else { &self.linked };
+        if looked.is_empty() && self.links.is_empty() {
             return Ok(out);
         }
         // Per linked table: the ids to read, and whether a lookup reads their cells (then
         // their own computed cells are filled) or only a link cell their existence.
         let mut wanted: HashMap<&TableId, (&TableSchema, BTreeSet<String>, bool)> = HashMap::new();
-        let lookups = self.linked.iter().map(|f| (&f.link, f.table, true));
+        let lookups = looked.iter().map(|f| (&f.link, f.table, true));
         let links = self.links.iter().map(|(id, t)| (id, *t, false));
         for (link, table, looked_up) in lookups.chain(links) {
             let (_, ids, fill) = wanted
@@ -218,13 +225,24 @@ impl<'a> Computed<'a> {
             let ids: Vec<String> = ids.into_iter().collect();
             let mut found = read_rows(pool, view, table_id.as_str(), &ids).await?;
             if fill {
-                self.drop_dead_looked_up_links(pool, view, table, &mut found)
-                    .await?;
-            }
-            let inner = Self::with_depth(self.tables, table, self.now, self.tz, self.depth - 1);
-            if fill && !inner.is_empty() {
-                // Boxed: the fill of linked rows is this same function one level down.
-                Box::pin(inner.fill_from(pool, view, &mut found)).await?;
+                // Only lookups set `fill`, and they are read above the last level only.
+                let looked_up: Vec<&FieldId> = looked
+                    .iter()
+                    .filter(|f| f.table.id == *table_id)
+                    .map(|f| &f.target)
+                    .collect();
+                let inner = Self::with_depth(
+                    self.tables,
+                    table,
+                    self.now,
+                    self.tz,
+                    self.depth - 1,
+                    &looked_up,
+                );
+                if !inner.is_empty() {
+                    // Boxed: the fill of linked rows is this same function one level down.
+                    Box::pin(inner.fill_from(pool, view, &mut found)).await?;
+                }
             }
             out.insert(
                 table_id.clone(),
@@ -232,41 +250,6 @@ impl<'a> Computed<'a> {
             );
         }
         Ok(out)
-    }
-
-    /// In linked records of `table` read for a lookup, leaves out of the link cells that a
-    /// lookup or rollup here reads the records deleted since they were linked, as the link
-    /// cells of the rows asked for leave them out (a lookup of a link field, or a count of it).
-    async fn drop_dead_looked_up_links(
-        &self,
-        pool: &PgPool,
-        view: &str,
-        table: &TableSchema,
-        found: &mut [Row],
-    ) -> Result<(), sqlx::Error> {
-        let mut done = BTreeSet::new();
-        for field in self.linked.iter().filter(|f| f.table.id == table.id) {
-            let Some(link) = table.field(&field.target).and_then(|f| f.field_type.link()) else {
-                continue;
-            };
-            if !done.insert(&field.target) {
-                continue;
-            }
-            let ids: BTreeSet<String> = found
-                .iter()
-                .flat_map(|r| link_ids(r, &field.target).map(str::to_owned))
-                .collect();
-            if ids.is_empty() {
-                continue;
-            }
-            let ids: Vec<String> = ids.into_iter().collect();
-            let live = read_rows(pool, view, link.linked_table_id.as_str(), &ids).await?;
-            let live: HashMap<String, Row> = live.into_iter().map(|r| (r.id.clone(), r)).collect();
-            for row in found.iter_mut() {
-                drop_dead_links(row, &field.target, &live);
-            }
-        }
-        Ok(())
     }
 
     /// Fills one row's computed cells from the linked records already read.
