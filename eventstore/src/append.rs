@@ -2,7 +2,8 @@
 //!
 //! An append is one prepared statement. When this process knows every stream's head (it wrote
 //! or read it last, see `heads`), it chains the hashes itself and sends a plain insert that the
-//! database checks against those heads (ADR 0010). Otherwise the statement looks up each
+//! database checks against those heads (ADR 0010), in one of three shapes: one event, one
+//! write, several writes (ADR 0011). Otherwise the statement looks up each
 //! stream's head, checks every expected version, chains the hashes and inserts, or inserts
 //! nothing and returns the first failing write. One event to one stream takes a leaner
 //! INSERT ... SELECT for that.
@@ -38,6 +39,46 @@ use crate::store::EventStore;
 /// Attempts of an append that keeps losing races (unique violations, deadlocks).
 const MAX_APPEND_ATTEMPTS: u32 = 10;
 
+/// The insert that begins every append statement (`"NS"` is the namespace, see
+/// `AppendStatements`).
+macro_rules! insert_events {
+    () => {
+        r#"
+INSERT INTO "NS".events AS e (epoch, xid, pos, version, recorded_at, schema_version, event_id,
+                              stream_id, event_type, payload, metadata, prev_hash, hash)"#
+    };
+}
+
+/// The known-head statements' rows from their subquery `v` of unnested arrays: the epoch and
+/// the transaction id once per statement, a position per row.
+macro_rules! known_select {
+    () => {
+        r#"
+SELECT (SELECT s.epoch FROM "NS".store_epoch AS s), (SELECT pg_current_xact_id()::text::bigint),
+       nextval('"NS".events_pos_seq'), v.version, $9::timestamptz, v.schema_version,
+       v.event_id, v.stream, v.event_type, v.payload::json, (SELECT $10::text::json), v.prev,
+       v.hash"#
+    };
+}
+
+/// The known-head statements' clock check: the caller's `recorded_at` (`$9`) within a second
+/// of the database's.
+macro_rules! known_clock_check {
+    () => {
+        r#"
+ WHERE $9::timestamptz BETWEEN now() - interval '1 second' AND now() + interval '1 second'"#
+    };
+}
+
+/// What the known-head statements return per row, in insert order: the caller knows the rest.
+macro_rules! known_returning {
+    () => {
+        "
+RETURNING e.pos, e.version, e.xid, e.epoch
+"
+    };
+}
+
 /// The append statement. `"NS"` is replaced by the quoted namespace, so the statement works
 /// on any connection to the database whatever its search_path.
 ///
@@ -45,8 +86,8 @@ const MAX_APPEND_ATTEMPTS: u32 = 10;
 /// event count, `$4` offset of its first event; per event `$5` id, `$6` type, `$7` schema
 /// version, `$8` payload JSON text, `$9` content digest; `$10` the metadata JSON text.
 ///
-/// `ORDER BY stream, version` makes concurrent multi-stream appends meet in the same order
-/// (no deadlock), and Postgres evaluates `nextval` after that sort, so a stream's events get
+/// `ORDER BY stream, version` (bytewise, the order the known-head statements send their rows
+/// in) makes concurrent multi-stream appends meet in the same order (no deadlock), and Postgres evaluates `nextval` after that sort, so a stream's events get
 /// increasing positions. Stream heads are read in the statement's snapshot; a writer that
 /// commits the same version first makes this insert fail on `events_stream_version_key`,
 /// which the caller retries.
@@ -105,7 +146,7 @@ inserted AS (
            ($5::uuid[])[ch.off + ch.k], ch.stream, ($6::text[])[ch.off + ch.k],
            ($8::text[])[ch.off + ch.k]::json, (SELECT $10::text::json), ch.prev, ch.hash
       FROM chain AS ch, me
-     ORDER BY ch.stream, ch.version
+     ORDER BY ch.stream COLLATE "C", ch.version
     RETURNING e.event_id, e.stream_id, e.version, e.epoch, e.xid, e.pos, e.recorded_at, e.hash
 )
 SELECT i.event_id, i.stream_id, i.version, i.epoch, i.xid, i.pos, i.recorded_at, i.hash,
@@ -123,9 +164,9 @@ SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, c.idx::integer, c.head
 ///
 /// Parameters: `$1` stream, `$2` expected version (as in `APPEND_SQL`), `$3` event id, `$4`
 /// type, `$5` schema version, `$6` payload JSON text, `$7` content digest, `$8` metadata JSON.
-const SINGLE_SQL: &str = r#"
-INSERT INTO "NS".events AS e (epoch, xid, pos, version, recorded_at, schema_version, event_id,
-                              stream_id, event_type, payload, metadata, prev_hash, hash)
+const SINGLE_SQL: &str = concat!(
+    insert_events!(),
+    r#"
 SELECT s.epoch, pg_current_xact_id()::text::bigint, nextval('"NS".events_pos_seq'),
        coalesce(h.version, 0) + 1, greatest(now(), h.recorded_at), $5::integer, $3::uuid,
        $1::text, $4::text, $6::text::json, $8::text::json,
@@ -144,7 +185,8 @@ SELECT s.epoch, pg_current_xact_id()::text::bigint, nextval('"NS".events_pos_seq
    AND NOT coalesce((h.epoch, h.xid) > (s.epoch, pg_current_xact_id()::text::bigint), false)
 RETURNING e.event_id, e.stream_id, e.version, e.epoch, e.xid, e.pos, e.recorded_at, e.hash,
           NULL::integer AS conflict_write, NULL::bigint AS conflict_actual
-"#;
+"#
+);
 
 /// The append whose stream heads this process knows (see `heads`): the versions, the hash
 /// chain and `recorded_at` are computed by the caller, so this is a plain insert, the cheapest
@@ -156,34 +198,76 @@ RETURNING e.event_id, e.stream_id, e.version, e.epoch, e.xid, e.pos, e.recorded_
 /// written past its claimed head fails on `events_stream_version_key`. Either way the caller
 /// goes on with the statements above, which read the heads themselves.
 ///
-/// Parameters, per event: `$1` stream, `$2` version, `$3` id, `$4` type, `$5` schema version,
-/// `$6` payload JSON text, `$7` previous hash, `$8` hash; `$9` recorded_at, `$10` metadata
-/// JSON text; per claimed head: `$11` stream, `$12` version, `$13` hash.
+/// Parameters, per event in insert order: `$1` stream, `$2` version, `$3` id, `$4` type, `$5`
+/// schema version, `$6` payload JSON text, `$7` previous hash, `$8` hash; `$9` recorded_at,
+/// `$10` metadata JSON text; per claimed head: `$11` stream, `$12` version, `$13` hash.
+///
+/// The caller sends the events sorted by stream and version, the order that keeps concurrent
+/// multi-stream appends from deadlocking, so the statement needs no sort; `nextval` follows
+/// that order, so a stream's events get increasing positions. The arrays are unnested in a
+/// select list rather than in `FROM`, which would first copy each into a tuplestore. Rows come
+/// back in insert order with just what the caller does not know (ADR 0011).
 ///
 /// The head check is written as nested `NOT EXISTS` so that it stays a probe of the
 /// `(stream_id, version)` index under the generic plan the append connections use (a join
-/// there was planned as a hash join over the whole table). The feed-order guard of the statements above is not needed: the statement runs on its own, and
-/// a head this process saw committed holds an older transaction id than the statement's.
-const KNOWN_SQL: &str = r#"
-INSERT INTO "NS".events AS e (epoch, xid, pos, version, recorded_at, schema_version, event_id,
-                              stream_id, event_type, payload, metadata, prev_hash, hash)
-SELECT s.epoch, pg_current_xact_id()::text::bigint, nextval('"NS".events_pos_seq'), v.version,
-       $9::timestamptz, v.schema_version, v.event_id, v.stream, v.event_type, v.payload::json,
-       (SELECT $10::text::json), v.prev, v.hash
-  FROM "NS".store_epoch AS s,
-       unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::integer[], $6::text[],
-              $7::bytea[], $8::bytea[])
-         AS v(stream, version, event_id, event_type, schema_version, payload, prev, hash)
- WHERE $9::timestamptz BETWEEN now() - interval '1 second' AND now() + interval '1 second'
+/// there was planned as a hash join over the whole table). The feed-order guard of the
+/// statements above is not needed: the statement runs on its own, and a head this process saw
+/// committed holds an older transaction id than the statement's.
+const KNOWN_SQL: &str = concat!(
+    insert_events!(),
+    known_select!(),
+    r#"
+  FROM (SELECT unnest($1::text[]) AS stream, unnest($2::bigint[]) AS version,
+               unnest($3::uuid[]) AS event_id, unnest($4::text[]) AS event_type,
+               unnest($5::integer[]) AS schema_version, unnest($6::text[]) AS payload,
+               unnest($7::bytea[]) AS prev, unnest($8::bytea[]) AS hash) AS v"#,
+    known_clock_check!(),
+    r#"
    AND NOT EXISTS (
         SELECT FROM unnest($11::text[], $12::bigint[], $13::bytea[]) AS h(stream, version, hash)
          WHERE NOT EXISTS (
                SELECT FROM "NS".events AS x
-                WHERE x.stream_id = h.stream AND x.version = h.version AND x.hash = h.hash))
- ORDER BY v.stream, v.version
-RETURNING e.event_id, e.stream_id, e.version, e.epoch, e.xid, e.pos, e.recorded_at, e.hash,
-          NULL::integer AS conflict_write, NULL::bigint AS conflict_actual
-"#;
+                WHERE x.stream_id = h.stream AND x.version = h.version AND x.hash = h.hash))"#,
+    known_returning!(),
+);
+
+/// `KNOWN_SQL` for one write of several events (the commonest append: a command on one
+/// aggregate), with the stream and its claimed head as scalars: `$1` stream, `$11` claimed
+/// version (0 for a new stream, which claims none), `$12` claimed hash; `$2` to `$10` as
+/// there. No stream array to receive and unnest, and the head check is one index probe.
+const KNOWN_WRITE_SQL: &str = concat!(
+    insert_events!(),
+    known_select!(),
+    r#"
+  FROM (SELECT $1::text AS stream, unnest($2::bigint[]) AS version,
+               unnest($3::uuid[]) AS event_id, unnest($4::text[]) AS event_type,
+               unnest($5::integer[]) AS schema_version, unnest($6::text[]) AS payload,
+               unnest($7::bytea[]) AS prev, unnest($8::bytea[]) AS hash) AS v"#,
+    known_clock_check!(),
+    r#"
+   AND ($11::bigint = 0 OR EXISTS (
+        SELECT FROM "NS".events AS x
+         WHERE x.stream_id = $1::text AND x.version = $11::bigint AND x.hash = $12::bytea))"#,
+    known_returning!(),
+);
+
+/// `KNOWN_SQL` for one event, with scalar parameters: `$1` to `$10` as there. The claimed head
+/// is the event's predecessor, version `$2 - 1` with hash `$7`; a new stream (version 1)
+/// claims none, and the version key refuses it if the stream exists.
+const KNOWN_ONE_SQL: &str = concat!(
+    insert_events!(),
+    r#"
+SELECT s.epoch, pg_current_xact_id()::text::bigint, nextval('"NS".events_pos_seq'),
+       $2::bigint, $9::timestamptz, $5::integer, $3::uuid, $1::text, $4::text, $6::text::json,
+       $10::text::json, $7::bytea, $8::bytea
+  FROM "NS".store_epoch AS s"#,
+    known_clock_check!(),
+    r#"
+   AND ($2::bigint = 1 OR EXISTS (
+        SELECT FROM "NS".events AS x
+         WHERE x.stream_id = $1::text AND x.version = $2::bigint - 1 AND x.hash = $7::bytea))"#,
+    known_returning!(),
+);
 
 /// Rows of an append that was already made, or nothing (see `replay_append` in the migration).
 const REPLAY_SQL: &str = r#"
@@ -209,6 +293,8 @@ pub(crate) struct AppendStatements {
     append: Arc<str>,
     single: Arc<str>,
     known: Arc<str>,
+    known_one: Arc<str>,
+    known_write: Arc<str>,
     replay: Arc<str>,
     fresh_replay: Arc<str>,
 }
@@ -221,6 +307,8 @@ impl AppendStatements {
             append: Arc::from(APPEND_SQL.replace("\"NS\"", &quoted)),
             single: Arc::from(SINGLE_SQL.replace("\"NS\"", &quoted)),
             known: Arc::from(KNOWN_SQL.replace("\"NS\"", &quoted)),
+            known_one: Arc::from(KNOWN_ONE_SQL.replace("\"NS\"", &quoted)),
+            known_write: Arc::from(KNOWN_WRITE_SQL.replace("\"NS\"", &quoted)),
             replay: Arc::from(REPLAY_SQL.replace("\"NS\"", &quoted)),
             fresh_replay: Arc::from(FRESH_REPLAY_SQL.replace("\"NS\"", &quoted)),
         }
@@ -239,33 +327,45 @@ struct StoredRow {
 }
 
 /// Which statement an append attempt runs, cheapest first.
-enum Path {
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per append, on the stack; boxing the plan would add an allocation"
+)]
+enum Path<'a> {
     /// Every stream's head is known here: a plain insert.
-    Known(KnownPlan),
+    Known(KnownPlan<'a>),
     /// One event to one stream.
     Single,
     /// Anything.
     General,
 }
 
-/// The arguments of the known-head statement: every event's version and hashes, chained here.
-struct KnownPlan {
-    event_streams: Vec<String>,
+/// The arguments of the known-head statement: every event's version and hashes, chained here,
+/// with the events in insert order (writes sorted by stream).
+struct KnownPlan<'a> {
+    streams: Vec<&'a str>,
     versions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    schema_versions: Vec<i32>,
+    payloads: Vec<&'a str>,
     prevs: Vec<[u8; 32]>,
     hashes: Vec<[u8; 32]>,
     recorded_at: DateTime<Utc>,
+    metadata: &'a str,
+    /// Per write, in the caller's order: where its events start in the arrays above.
+    starts: Vec<usize>,
     /// The writes that claim an existing head: stream, version, hash.
-    head_streams: Vec<String>,
+    head_streams: Vec<&'a str>,
     head_versions: Vec<i64>,
     head_hashes: Vec<[u8; 32]>,
 }
 
-impl KnownPlan {
+impl<'a> KnownPlan<'a> {
     /// The plan when every write's head is known: a new stream for `NoStream` and `Exact(0)`
     /// (the version key refuses it if the stream exists), the remembered head otherwise.
     /// `None` when any write's head is unknown, or known not to be what the write expects.
-    fn new(prepared: &PreparedAppend, heads: &HeadCache) -> Option<Self> {
+    fn new(prepared: &'a PreparedAppend, heads: &HeadCache) -> Option<Self> {
         let mut claims = Vec::with_capacity(prepared.streams.len());
         for (stream, expected) in prepared.streams.iter().zip(&prepared.expected) {
             let known = heads.get(stream);
@@ -288,45 +388,184 @@ impl KnownPlan {
         let recorded_at = DateTime::from_timestamp_micros(micros)?;
         let total = prepared.event_ids.len();
         let mut plan = Self {
-            event_streams: Vec::with_capacity(total),
+            streams: Vec::with_capacity(total),
             versions: Vec::with_capacity(total),
+            event_ids: Vec::with_capacity(total),
+            types: Vec::with_capacity(total),
+            schema_versions: Vec::with_capacity(total),
+            payloads: Vec::with_capacity(total),
             prevs: Vec::with_capacity(total),
             hashes: Vec::with_capacity(total),
             recorded_at,
+            metadata: &prepared.metadata,
+            starts: vec![0; prepared.streams.len()],
             head_streams: Vec::new(),
             head_versions: Vec::new(),
             head_hashes: Vec::new(),
         };
-        for (((stream, claim), count), offset) in prepared
-            .streams
-            .iter()
-            .zip(claims)
-            .zip(&prepared.counts)
-            .zip(&prepared.offsets)
-        {
-            let (mut version, mut prev) = match claim {
+        // Streams in byte order: every writer on this path locks version keys in one order.
+        let mut order: Vec<usize> = (0..prepared.streams.len()).collect();
+        order.sort_unstable_by_key(|&w| prepared.streams[w].as_str());
+        for w in order {
+            let stream = prepared.streams[w].as_str();
+            let (mut version, mut prev) = match claims[w] {
                 Some(head) => {
                     let version = i64::try_from(head.version).ok()?;
-                    plan.head_streams.push(stream.clone());
+                    plan.head_streams.push(stream);
                     plan.head_versions.push(version);
                     plan.head_hashes.push(head.hash);
                     (version, head.hash)
                 }
                 None => (0, GENESIS),
             };
-            let offset = usize::try_from(*offset).ok()?;
-            let count = usize::try_from(*count).ok()?;
-            for digest in prepared.digests.get(offset..offset + count)? {
+            plan.starts[w] = plan.versions.len();
+            let offset = usize::try_from(prepared.offsets[w]).ok()?;
+            let count = usize::try_from(prepared.counts[w]).ok()?;
+            for i in offset..offset + count {
                 version += 1;
-                let hash = chain(&prev, version, micros, digest);
-                plan.event_streams.push(stream.clone());
+                let hash = chain(&prev, version, micros, prepared.digests.get(i)?);
+                plan.streams.push(stream);
                 plan.versions.push(version);
+                plan.event_ids.push(*prepared.event_ids.get(i)?);
+                plan.types.push(prepared.types.get(i)?);
+                plan.schema_versions.push(*prepared.schema_versions.get(i)?);
+                plan.payloads.push(prepared.payloads.get(i)?);
                 plan.prevs.push(prev);
                 plan.hashes.push(hash);
                 prev = hash;
             }
         }
         Some(plan)
+    }
+
+    /// The statement: `KNOWN_ONE_SQL` for one event, `KNOWN_WRITE_SQL` for one write,
+    /// `KNOWN_SQL` otherwise.
+    fn query(&self, statements: &AppendStatements) -> Query<'_, Postgres, PgArguments> {
+        if let (
+            [stream],
+            [version],
+            [event_id],
+            [event_type],
+            [schema_version],
+            [payload],
+            [prev],
+            [hash],
+        ) = (
+            self.streams.as_slice(),
+            self.versions.as_slice(),
+            self.event_ids.as_slice(),
+            self.types.as_slice(),
+            self.schema_versions.as_slice(),
+            self.payloads.as_slice(),
+            self.prevs.as_slice(),
+            self.hashes.as_slice(),
+        ) {
+            return sqlx::query(AssertSqlSafe(Arc::clone(&statements.known_one)))
+                .bind(*stream)
+                .bind(*version)
+                .bind(*event_id)
+                .bind(*event_type)
+                .bind(*schema_version)
+                .bind(*payload)
+                .bind(prev.as_slice())
+                .bind(hash.as_slice())
+                .bind(self.recorded_at)
+                .bind(self.metadata);
+        }
+        if let ([_], Some(stream)) = (self.starts.as_slice(), self.streams.first()) {
+            let query = sqlx::query(AssertSqlSafe(Arc::clone(&statements.known_write)));
+            return self
+                .bind_events(query.bind(*stream))
+                .bind(self.head_versions.first().copied().unwrap_or(0))
+                .bind(self.head_hashes.first().map_or(&GENESIS[..], |h| &h[..]));
+        }
+        let query = sqlx::query(AssertSqlSafe(Arc::clone(&statements.known)));
+        self.bind_events(query.bind(&self.streams))
+            .bind(&self.head_streams)
+            .bind(&self.head_versions)
+            .bind(&self.head_hashes)
+    }
+
+    /// Binds `$2` to `$10` of the array statements (the events, their time and metadata).
+    fn bind_events<'q>(
+        &'q self,
+        query: Query<'q, Postgres, PgArguments>,
+    ) -> Query<'q, Postgres, PgArguments> {
+        query
+            .bind(&self.versions)
+            .bind(&self.event_ids)
+            .bind(&self.types)
+            .bind(&self.schema_versions)
+            .bind(&self.payloads)
+            .bind(&self.prevs)
+            .bind(&self.hashes)
+            .bind(self.recorded_at)
+            .bind(self.metadata)
+    }
+
+    /// The results of the statement's rows (position and version of each event, in insert
+    /// order), remembering each write's new head.
+    fn appended(
+        &self,
+        prepared: &PreparedAppend,
+        rows: &[PgRow],
+        heads: &HeadCache,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        if rows.len() != self.versions.len() {
+            return Err(StoreError::Corrupt(format!(
+                "the append returned {} rows for {} events",
+                rows.len(),
+                self.versions.len()
+            )));
+        }
+        let mut positions = Vec::with_capacity(rows.len());
+        for (row, version) in rows.iter().zip(&self.versions) {
+            let stored: i64 = row.try_get(1)?;
+            if stored != *version {
+                return Err(StoreError::Corrupt(format!(
+                    "the append returned version {stored} where {version} was inserted"
+                )));
+            }
+            positions.push(Position::from_sql(
+                row.try_get(3)?,
+                row.try_get(2)?,
+                row.try_get(0)?,
+            )?);
+        }
+        let mut results = Vec::with_capacity(self.starts.len());
+        for ((stream, count), start) in prepared
+            .streams
+            .iter()
+            .zip(&prepared.counts)
+            .zip(&self.starts)
+        {
+            let range = *start..*start + usize::try_from(*count).unwrap_or(0);
+            let events: Vec<AppendedEvent> = range
+                .clone()
+                .map(|i| AppendedEvent {
+                    event_id: self.event_ids[i],
+                    version: self.versions[i].unsigned_abs(),
+                    position: positions[i],
+                })
+                .collect();
+            let (Some(first), Some(last)) = (events.first(), events.last()) else {
+                return Err(StoreError::EmptyBatch);
+            };
+            heads.put(
+                stream,
+                Head::new(last.version, self.hashes[range.end - 1], self.recorded_at),
+            );
+            results.push(AppendResult {
+                stream_id: stream.clone(),
+                first_version: first.version,
+                last_version: last.version,
+                position: last.position,
+                recorded_at: self.recorded_at,
+                deduplicated: false,
+                events,
+            });
+        }
+        Ok(results)
     }
 
     /// Forgets the heads this plan relied on: a refusal means at least one of them is stale.
@@ -446,19 +685,14 @@ impl EventStore {
         intact: &mut bool,
     ) -> Result<Vec<AppendResult>, StoreError> {
         let heads = &self.inner.heads;
-        // One event to one stream keeps its own statement: it reads the head as cheaply as
-        // the known-head one checks it, with scalar parameters instead of arrays.
-        let plan = (!is_single(prepared))
-            .then(|| KnownPlan::new(prepared, heads))
-            .flatten();
-        let mut path = match plan {
+        let mut path = match KnownPlan::new(prepared, heads) {
             Some(plan) => Path::Known(plan),
             None => slower(prepared, heads, None),
         };
         for attempt in 1..=MAX_APPEND_ATTEMPTS {
             let outcome = match &path {
-                Path::Known(plan) => self
-                    .known_query(prepared, plan)
+                Path::Known(plan) => plan
+                    .query(&self.inner.statements)
                     .fetch_all(&mut *conn)
                     .await
                     .map(|rows| Some(rows).filter(|r| !r.is_empty())),
@@ -484,7 +718,10 @@ impl EventStore {
                     path = slower(prepared, heads, Some(path));
                     continue;
                 }
-                Ok(Some(rows)) => decode_attempt(&rows)?,
+                Ok(Some(rows)) => match &path {
+                    Path::Known(plan) => return plan.appended(prepared, &rows, heads),
+                    _ => decode_attempt(&rows)?,
+                },
                 Err(err) => match after_error(err) {
                     AfterError::Fail(err) => return Err(err),
                     AfterError::IdStored => {
@@ -573,20 +810,12 @@ impl EventStore {
         // committed before this transaction took its id (it has none yet, checked above).
         // A refusal returns no row and leaves the transaction usable for the general one.
         if let Some(plan) = KnownPlan::new(&prepared, heads) {
-            let rows = self
-                .known_query(&prepared, &plan)
+            let rows = plan
+                .query(&self.inner.statements)
                 .fetch_all(&mut *conn)
                 .await;
             match rows {
-                Ok(rows) if !rows.is_empty() => {
-                    let Attempt::Appended(rows) = decode_attempt(&rows)? else {
-                        return Err(StoreError::Corrupt(
-                            "the known-head append returned a conflict row".into(),
-                        ));
-                    };
-                    remember(heads, &rows);
-                    return group_results(&prepared, rows, false);
-                }
+                Ok(rows) if !rows.is_empty() => return plan.appended(&prepared, &rows, heads),
                 Ok(_) => plan.forget(heads),
                 Err(err) => {
                     plan.forget(heads);
@@ -641,27 +870,6 @@ impl EventStore {
             .bind(&prepared.payloads)
             .bind(&prepared.digests)
             .bind(&prepared.metadata)
-    }
-
-    fn known_query<'q>(
-        &self,
-        prepared: &'q PreparedAppend,
-        plan: &'q KnownPlan,
-    ) -> Query<'q, Postgres, PgArguments> {
-        sqlx::query(AssertSqlSafe(Arc::clone(&self.inner.statements.known)))
-            .bind(&plan.event_streams)
-            .bind(&plan.versions)
-            .bind(&prepared.event_ids)
-            .bind(&prepared.types)
-            .bind(&prepared.schema_versions)
-            .bind(&prepared.payloads)
-            .bind(&plan.prevs)
-            .bind(&plan.hashes)
-            .bind(plan.recorded_at)
-            .bind(&prepared.metadata)
-            .bind(&plan.head_streams)
-            .bind(&plan.head_versions)
-            .bind(&plan.head_hashes)
     }
 
     /// The fast-path statement, when the append is one event to one stream.
@@ -764,7 +972,7 @@ fn replayed(
 /// The statement to try after `refused` (or first, when no head is known): the single-event one
 /// where it applies, else the general one. Heads a refused known-head statement relied on are
 /// forgotten, as at least one of them is stale.
-fn slower(prepared: &PreparedAppend, heads: &HeadCache, refused: Option<Path>) -> Path {
+fn slower<'a>(prepared: &PreparedAppend, heads: &HeadCache, refused: Option<Path<'a>>) -> Path<'a> {
     if let Some(Path::Known(plan)) = &refused {
         plan.forget(heads);
     }

@@ -669,29 +669,48 @@ async fn a_head_made_stale_by_another_process_is_never_chained_onto() -> anyhow:
 
 /// The known-head append checks the remembered head's hash in the database: when the stored
 /// row no longer has it, the append chains onto what is stored (and `verify` reports the
-/// altered row), not onto the remembered hash.
+/// altered row), not onto the remembered hash. Each known-head statement is covered: one
+/// event, one write of several events, several writes.
 #[tokio::test]
 async fn a_remembered_head_is_checked_against_the_stored_row() -> anyhow::Result<()> {
     let test = TestStore::new().await;
-    let s = stream("rec-recSTALEHEAD00002");
-    test.append(&s, ExpectedVersion::NoStream, events(1..2), &meta())
-        .await?;
-    sqlx::query("UPDATE events SET hash = sha256('altered') WHERE stream_id = $1 AND version = 1")
-        .bind(s.as_str())
+    for (n, (writes, per_write)) in [(1, 1), (1, 2), (2, 2)].into_iter().enumerate() {
+        let streams: Vec<StreamId> = (0..writes)
+            .map(|w| stream(&format!("rec-recHEADCHECK{n}{w}000")))
+            .collect();
+        for s in &streams {
+            test.append(s, ExpectedVersion::NoStream, events(1..2), &meta())
+                .await?;
+        }
+        // Only the first stream's head is altered; the store still remembers the old hash.
+        sqlx::query(
+            "UPDATE events SET hash = sha256('altered') WHERE stream_id = $1 AND version = 1",
+        )
+        .bind(streams[0].as_str())
         .execute(test.pool())
         .await?;
-    // Two events: one event to one stream reads its head in the database anyway.
-    test.append(&s, ExpectedVersion::Exact(1), events(2..4), &meta())
-        .await?;
-    let read = test.read_stream(&s, 1, Direction::Forward, 10).await?;
-    assert_eq!(read.len(), 3);
-    check_links(&read);
-    let report = test.verify_stream(&s).await?;
-    assert_eq!(
-        report.first_broken.as_ref().map(|b| b.version),
-        Some(1),
-        "{report:?}"
-    );
+        let batch = streams
+            .iter()
+            .map(|s| StreamWrite {
+                stream: s.clone(),
+                expected: ExpectedVersion::Exact(1),
+                events: events(2..2 + per_write),
+            })
+            .collect();
+        test.append_many(batch, &meta()).await?;
+        for (w, s) in streams.iter().enumerate() {
+            let read = test.read_stream(s, 1, Direction::Forward, 10).await?;
+            assert_eq!(read.len(), 1 + per_write as usize, "case {n}, write {w}");
+            check_links(&read);
+            let report = test.verify_stream(s).await?;
+            let broken = report.first_broken.as_ref().map(|b| b.version);
+            assert_eq!(
+                broken,
+                (w == 0).then_some(1),
+                "case {n}, write {w}: {report:?}"
+            );
+        }
+    }
     test.cleanup().await?;
     Ok(())
 }
