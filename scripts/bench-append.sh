@@ -3,7 +3,9 @@
 # into a plain table, in the same run, shape by shape, 8 writers / 8 clients each:
 #   A: one ~200-byte event per append (per transaction), 20 000 events
 #   B: 10 events per append (per transaction), 100 000 events
-# Prints events/s, p50 and p99 per append (per transaction) for both, and the ratio.
+# Prints events/s, p50 and p99 per append (per transaction) for both, and the ratio. When the
+# server runs on this machine and its data directory is readable, also the CPU time per append
+# (per transaction) of the server and of the writing process (pgbench, or the store's bench).
 #
 # Usage: scripts/bench-append.sh   (BENCH_DATABASE_URL overrides the database; default
 # postgres://postgres@127.0.0.1:5432/pyairtable_bench, created if missing)
@@ -72,13 +74,32 @@ CHECKPOINT;
 SQL
 }
 
-# pgbench SHAPE SCRIPT TRANSACTIONS EVENTS_PER_TRANSACTION [indexed] -> "events/s p50_ms p99_ms"
+# The server's postmaster, when it runs here (its CPU time is read from /proc).
+postmaster=$(head -1 "$(psql "$url" -Atc 'SHOW data_directory' 2>/dev/null)/postmaster.pid" 2>/dev/null || true)
+
+# CPU ticks the server has used so far: the postmaster's own, its exited backends' (reaped,
+# so in its children's times) and its live children's. Empty when /proc cannot tell.
+server_ticks() {
+  [ -n "$postmaster" ] && [ -r "/proc/$postmaster/task/$postmaster/children" ] || return 0
+  local total child
+  total=$(sed 's/.*) //' "/proc/$postmaster/stat" | awk '{print $12 + $13 + $14 + $15}')
+  for child in $(cat "/proc/$postmaster/task/$postmaster/children"); do
+    total=$((total + $(sed 's/.*) //' "/proc/$child/stat" 2>/dev/null | awk '{print $12 + $13}' || echo 0)))
+  done
+  echo "$total"
+}
+
+# pgbench SHAPE SCRIPT TRANSACTIONS EVENTS_PER_TRANSACTION [indexed]
+#   -> "events/s p50_ms p99_ms server_us client_us" (CPU per transaction, "-" if unknown)
 run_pgbench() {
   local shape=$1 script=$2 transactions=$3 per=$4
   reset_plain "${5:-}"
   rm -f "$work"/pgbench_log.*
-  (cd "$work" && pgbench -n -M prepared -c "$writers" -j 2 -t $((transactions / writers)) \
-      -l --log-prefix="$work/pgbench_log" -f "$script" "$url" >"$work/pgbench_$shape.out")
+  local before after TIMEFORMAT='%U %S'
+  before=$(server_ticks)
+  { time (cd "$work" && pgbench -n -M prepared -c "$writers" -j 2 -t $((transactions / writers)) \
+      -l --log-prefix="$work/pgbench_log" -f "$script" "$url" >"$work/pgbench_$shape.out" 2>"$work/pgbench_$shape.err"); } 2>"$work/time"
+  after=$(server_ticks)
   local tps
   tps=$(awk '/^tps = /{print $3}' "$work/pgbench_$shape.out")
   # Per-transaction log: the third field is the latency in microseconds.
@@ -87,10 +108,15 @@ run_pgbench() {
   count=$(wc -l <"$work/lat")
   p50=$(awk -v n="$count" 'NR == int((n * 50 + 99) / 100) {printf "%.2f", $1 / 1000}' "$work/lat")
   p99=$(awk -v n="$count" 'NR == int((n * 99 + 99) / 100) {printf "%.2f", $1 / 1000}' "$work/lat")
-  echo "$(awk -v t="$tps" -v p="$per" 'BEGIN {printf "%.0f", t * p}') $p50 $p99"
+  local server=- client
+  if [ -n "$before" ] && [ -n "$after" ]; then
+    server=$(awk -v d=$((after - before)) -v n="$transactions" 'BEGIN {printf "%.0f", d * 1e6 / 100 / n}')
+  fi
+  client=$(tail -1 "$work/time" | awk -v n="$transactions" '{printf "%.0f", ($1 + $2) * 1e6 / n}')
+  echo "$(awk -v t="$tps" -v p="$per" 'BEGIN {printf "%.0f", t * p}') $p50 $p99 $server $client"
 }
 
-# store SHAPE -> "events/s p50_ms p99_ms"
+# store SHAPE -> "events/s p50_ms p99_ms server_us client_us" (CPU per append, from the bench)
 run_store() {
   local shape=$1
   psql "$url" -qc "CHECKPOINT"
@@ -99,7 +125,7 @@ run_store() {
     cargo bench -q -p pyairtable-eventstore --bench append >"$work/store_$shape.out"
   awk '/^RESULT/ {
       for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-      print v["events_per_sec"], v["p50_ms"], v["p99_ms"] }' "$work/store_$shape.out"
+      print v["events_per_sec"], v["p50_ms"], v["p99_ms"], v["server_us"], v["client_us"] }' "$work/store_$shape.out"
 }
 
 say "machine"
@@ -121,19 +147,20 @@ result[pg_tx]=$(run_pgbench tx "$work/a_tx.sql" "$a_events" 1)
 result[pg_notify]=$(run_pgbench notify "$work/a_notify.sql" "$a_events" 1)
 psql "$url" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS bench_plain CASCADE"
 
-say "results (latency per append / per pgbench transaction)"
-printf '%-6s %-22s %14s %10s %10s\n' shape writer "events/s" "p50 ms" "p99 ms"
+say "results (latency and CPU time per append / per pgbench transaction)"
+row() { printf '%-6s %-24s %10s %8s %8s %13s %13s\n' "$@"; }
+row shape writer "events/s" "p50 ms" "p99 ms" "server µs/tx" "writer µs/tx"
 for shape in A B; do
-  read -r pe p50 p99 <<<"${result[pg_$shape]}"
-  read -r xe x50 x99 <<<"${result[pgx_$shape]}"
-  read -r se s50 s99 <<<"${result[store_$shape]}"
-  printf '%-6s %-22s %14s %10s %10s\n' "$shape" "pgbench, plain table" "$pe" "$p50" "$p99"
-  printf '%-6s %-22s %14s %10s %10s\n' "$shape" "  + the store's indexes" "$xe" "$x50" "$x99"
-  printf '%-6s %-22s %14s %10s %10s\n' "$shape" "event store" "$se" "$s50" "$s99"
-  printf '%-6s %-22s %13s%%\n' "$shape" "store / plain" "$(awk -v s="$se" -v p="$pe" 'BEGIN {printf "%.0f", 100 * s / p}')"
-  printf '%-6s %-22s %13s%%\n' "$shape" "store / indexed" "$(awk -v s="$se" -v p="$xe" 'BEGIN {printf "%.0f", 100 * s / p}')"
+  read -r pe p50 p99 pcs pcc <<<"${result[pg_$shape]}"
+  read -r xe x50 x99 xcs xcc <<<"${result[pgx_$shape]}"
+  read -r se s50 s99 scs scc <<<"${result[store_$shape]}"
+  row "$shape" "pgbench, plain table" "$pe" "$p50" "$p99" "$pcs" "$pcc"
+  row "$shape" "  + the store's indexes" "$xe" "$x50" "$x99" "$xcs" "$xcc"
+  row "$shape" "event store" "$se" "$s50" "$s99" "$scs" "$scc"
+  printf '%-6s %-24s %9s%%\n' "$shape" "store / plain" "$(awk -v s="$se" -v p="$pe" 'BEGIN {printf "%.0f", 100 * s / p}')"
+  printf '%-6s %-24s %9s%%\n' "$shape" "store / indexed" "$(awk -v s="$se" -v p="$xe" 'BEGIN {printf "%.0f", 100 * s / p}')"
 done
-read -r te t50 t99 <<<"${result[pg_tx]}"
-read -r ne n50 n99 <<<"${result[pg_notify]}"
-printf '%-6s %-22s %14s %10s %10s\n' "A" "pgbench, BEGIN/COMMIT" "$te" "$t50" "$t99"
-printf '%-6s %-22s %14s %10s %10s\n' "A" "  + NOTIFY in the tx" "$ne" "$n50" "$n99"
+read -r te t50 t99 tcs tcc <<<"${result[pg_tx]}"
+read -r ne n50 n99 ncs ncc <<<"${result[pg_notify]}"
+row "A" "pgbench, BEGIN/COMMIT" "$te" "$t50" "$t99" "$tcs" "$tcc"
+row "A" "  + NOTIFY in the tx" "$ne" "$n50" "$n99" "$ncs" "$ncc"

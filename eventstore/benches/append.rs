@@ -5,7 +5,9 @@
 //!   100 000 events.
 //!
 //! Prints events/s and per-append p50/p99, plus one `RESULT` line per shape for
-//! `scripts/bench-append.sh`, which runs pgbench on the same rows next to it.
+//! `scripts/bench-append.sh`, which runs pgbench on the same rows next to it. When the server
+//! runs on this machine and its data directory is readable (Linux), also the CPU time per
+//! append of the server and of this process during the timed part, read from `/proc`.
 //!
 //! `cargo bench -p pyairtable-eventstore --bench append`. Environment: `BENCH_DATABASE_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/pyairtable_bench`), `BENCH_SHAPES` (`AB`),
@@ -67,6 +69,64 @@ struct Outcome {
     events: usize,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    cpu: Option<CpuUse>,
+}
+
+/// CPU seconds used during a shape, by this process and by the PostgreSQL server, when the
+/// server runs on this machine and its processes can be read in `/proc` (Linux).
+#[derive(Clone, Copy)]
+struct CpuUse {
+    client: f64,
+    server: f64,
+}
+
+/// Clock ticks per second of `/proc/*/stat` times (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// CPU time so far, in ticks: `(this process, the server)`. The server's is the postmaster's
+/// own, its exited backends' (reaped, so counted in its children's times) and its live
+/// children's; `None` when any of it cannot be read.
+fn cpu_ticks(postmaster: Option<u32>) -> Option<(u64, u64)> {
+    let fields = |pid: &str| -> Option<Vec<u64>> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        // utime, stime, cutime, cstime are fields 14 to 17; `rest` starts at field 3.
+        rest.split(' ')
+            .skip(11)
+            .take(4)
+            .map(|v| v.parse().ok())
+            .collect()
+    };
+    let own = fields("self")?;
+    let pm = postmaster?.to_string();
+    let mut server = fields(&pm)?.iter().sum::<u64>();
+    let children = std::fs::read_to_string(format!("/proc/{pm}/task/{pm}/children")).ok()?;
+    for child in children.split_whitespace() {
+        // A backend that exits meanwhile is counted in the postmaster's children's times.
+        if let Some(f) = fields(child) {
+            server += f[0] + f[1];
+        }
+    }
+    Some((own[0] + own[1], server))
+}
+
+/// The CPU used since `before` (from [`cpu_ticks`]).
+fn cpu_since(before: Option<(u64, u64)>, postmaster: Option<u32>) -> Option<CpuUse> {
+    before.zip(cpu_ticks(postmaster)).map(|(b, a)| CpuUse {
+        client: a.0.saturating_sub(b.0) as f64 / TICKS_PER_SEC,
+        server: a.1.saturating_sub(b.1) as f64 / TICKS_PER_SEC,
+    })
+}
+
+/// The server's postmaster, when it runs here and its data directory can be read.
+async fn postmaster_pid(store: &EventStore) -> Option<u32> {
+    let dir: String = sqlx::query_scalar("SHOW data_directory")
+        .fetch_one(store.pool())
+        .await
+        .ok()?;
+    let pid = std::fs::read_to_string(format!("{dir}/postmaster.pid")).ok()?;
+    pid.lines().next()?.trim().parse().ok()
 }
 
 fn report(shape: &str, outcome: &mut Outcome) {
@@ -88,15 +148,36 @@ fn report(shape: &str, outcome: &mut Outcome) {
         outcome.latencies.len(),
         outcome.elapsed.as_secs_f64()
     );
+    let appends = outcome.latencies.len().max(1) as f64;
+    let (server_us, client_us) = match outcome.cpu {
+        Some(cpu) => {
+            println!(
+                "shape {shape}: CPU per append: server {:.0} µs, this process {:.0} µs",
+                cpu.server * 1e6 / appends,
+                cpu.client * 1e6 / appends
+            );
+            (
+                format!("{:.0}", cpu.server * 1e6 / appends),
+                format!("{:.0}", cpu.client * 1e6 / appends),
+            )
+        }
+        None => ("-".to_owned(), "-".to_owned()),
+    };
     println!(
-        "RESULT shape={shape} events={} events_per_sec={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2}",
+        "RESULT shape={shape} events={} events_per_sec={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2} server_us={server_us} client_us={client_us}",
         outcome.events
     );
 }
 
 /// Shape A: every append creates a new stream with one event.
-async fn shape_a(store: &EventStore, writers: usize, events: usize) -> anyhow::Result<Outcome> {
+async fn shape_a(
+    store: &EventStore,
+    writers: usize,
+    events: usize,
+    postmaster: Option<u32>,
+) -> anyhow::Result<Outcome> {
     let per_writer = events / writers;
+    let cpu = cpu_ticks(postmaster);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(writers);
     for w in 0..writers {
@@ -123,6 +204,7 @@ async fn shape_a(store: &EventStore, writers: usize, events: usize) -> anyhow::R
         events: per_writer * writers,
         elapsed: started.elapsed(),
         latencies,
+        cpu: cpu_since(cpu, postmaster),
     })
 }
 
@@ -132,6 +214,7 @@ async fn shape_b(
     writers: usize,
     events: usize,
     streams_per_writer: usize,
+    postmaster: Option<u32>,
 ) -> anyhow::Result<Outcome> {
     // Seed (untimed): each writer owns its streams, each starting with one event.
     let meta = metadata();
@@ -153,6 +236,7 @@ async fn shape_b(
     }
 
     let appends_per_writer = events / BATCH_B / writers;
+    let cpu = cpu_ticks(postmaster);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(writers);
     for mut streams in owned {
@@ -182,6 +266,7 @@ async fn shape_b(
         events: appends_per_writer * writers * BATCH_B,
         elapsed: started.elapsed(),
         latencies,
+        cpu: cpu_since(cpu, postmaster),
     })
 }
 
@@ -206,16 +291,17 @@ async fn main() -> anyhow::Result<()> {
         test.namespace()
     );
 
+    let postmaster = postmaster_pid(&test).await;
     let shapes = std::env::var("BENCH_SHAPES").unwrap_or_else(|_| "AB".into());
     let mut expected = 0;
     if shapes.contains('A') {
-        let mut a = shape_a(&test, writers, a_events).await?;
+        let mut a = shape_a(&test, writers, a_events, postmaster).await?;
         report("A", &mut a);
         expected += a.events;
     }
     if shapes.contains('B') {
         sqlx::query("CHECKPOINT").execute(test.pool()).await?;
-        let mut b = shape_b(&test, writers, b_events, b_streams).await?;
+        let mut b = shape_b(&test, writers, b_events, b_streams, postmaster).await?;
         report("B", &mut b);
         expected += b.events + writers * b_streams;
     }
