@@ -16,6 +16,11 @@
 
 use std::time::{Duration, Instant};
 
+/// The allocator of the `pyairtable` binary, so the writer costs what the platform's would
+/// (ADR 0012).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Context, bail};
 use pyairtable_eventstore::testkit::TestStore;
 use pyairtable_eventstore::{

@@ -58,7 +58,11 @@ impl PreparedAppend {
             field: "metadata",
             reason,
         })?;
-        let metadata_json = metadata_value.to_string();
+        let metadata_json = to_json(&metadata_value).ok_or(StoreError::InvalidJson {
+            event_id: None,
+            field: "metadata",
+            reason: "cannot be serialised",
+        })?;
 
         let total: usize = writes.iter().map(|w| w.events.len()).sum();
         let mut prepared = Self {
@@ -107,7 +111,11 @@ impl PreparedAppend {
                     field: "payload",
                     reason,
                 })?;
-                let payload = event.payload.to_string();
+                let payload = to_json(&event.payload).ok_or(StoreError::InvalidJson {
+                    event_id: Some(event.event_id),
+                    field: "payload",
+                    reason: "cannot be serialised",
+                })?;
                 let size = payload.len() + metadata_json.len() + event.event_type.len();
                 if size > config.max_event_bytes {
                     return Err(StoreError::EventTooLarge {
@@ -145,6 +153,12 @@ impl PreparedAppend {
         prepared.metadata = metadata_json;
         Ok(prepared)
     }
+}
+
+/// A JSON value's compact text. `serde_json::to_string` writes into a byte buffer directly,
+/// where `Display` (`Value::to_string`) goes through the formatting machinery.
+fn to_json(value: &Value) -> Option<String> {
+    serde_json::to_string(value).ok()
 }
 
 /// An event type: 1 to 200 visible ASCII characters.
