@@ -197,6 +197,21 @@ impl Batch<'_> {
         self.runner.load::<A>(id).await
     }
 
+    /// An aggregate whose id this command has just drawn at random: it cannot have a stream
+    /// yet, so it is not read (two round trips saved per new record). Its write expects no
+    /// stream, so were the id taken after all, the append would be a conflict; the command's
+    /// next attempt loads its aggregates from the store.
+    ///
+    /// # Errors
+    /// An id that makes no valid stream id.
+    pub fn fresh<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>, CommandError> {
+        Ok(Loaded {
+            stream: stream_id::<A>(id)?,
+            version: 0,
+            state: A::default(),
+        })
+    }
+
     /// Queues `events` for the stream `loaded` came from, expecting it still to be at the
     /// version it was loaded at; returns the state and version after the events. Emitting
     /// nothing is allowed and writes nothing.

@@ -120,6 +120,25 @@ impl WorkSet {
             .ok_or_else(|| CommandError::infra("planning a record batch", "work item vanished"))
     }
 
+    /// Adds a record whose id this command drew, without reading it (see [`Batch::fresh`]),
+    /// unless the work set has it already.
+    fn fresh(&mut self, batch: &Batch<'_>, id: &RecordId) -> Result<(), CommandError> {
+        if self.items.contains_key(id) {
+            return Ok(());
+        }
+        let loaded = batch.fresh::<Record>(id.as_str())?;
+        let state = loaded.state.clone();
+        self.items.insert(
+            id.clone(),
+            Work {
+                loaded,
+                events: Vec::new(),
+                state,
+            },
+        );
+        Ok(())
+    }
+
     /// Decides `command` on the record's current working state and folds the events in.
     async fn apply(
         &mut self,
@@ -598,6 +617,11 @@ impl Platform {
                         at: ctx.now,
                     }
                 } else {
+                    // Drawn here: on the first attempt it cannot exist yet. A retry (after a
+                    // conflict, which could mean it did) reads it like any other.
+                    if run.attempts() == 0 {
+                        work.fresh(&batch, id)?;
+                    }
                     settle_attachments(schema, &mut v.cells, &Record::default());
                     RecordCommand::CreateRecord {
                         id: id.clone(),
