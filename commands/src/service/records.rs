@@ -90,6 +90,18 @@ struct Work {
     state: Record,
 }
 
+impl Work {
+    /// Work on `loaded`, nothing decided yet.
+    fn new(loaded: Loaded<Record>) -> Self {
+        let state = loaded.state.clone();
+        Self {
+            loaded,
+            events: Vec::new(),
+            state,
+        }
+    }
+}
+
 /// The records a batch touches (the requested ones and those whose links follow), each loaded
 /// once and emitted once.
 #[derive(Default)]
@@ -105,15 +117,7 @@ impl WorkSet {
     ) -> Result<&mut Work, CommandError> {
         if !self.items.contains_key(id) {
             let loaded = batch.load::<Record>(id.as_str()).await?;
-            let state = loaded.state.clone();
-            self.items.insert(
-                id.clone(),
-                Work {
-                    loaded,
-                    events: Vec::new(),
-                    state,
-                },
-            );
+            self.items.insert(id.clone(), Work::new(loaded));
         }
         self.items
             .get_mut(id)
@@ -127,15 +131,7 @@ impl WorkSet {
             return Ok(());
         }
         let loaded = batch.fresh::<Record>(id.as_str())?;
-        let state = loaded.state.clone();
-        self.items.insert(
-            id.clone(),
-            Work {
-                loaded,
-                events: Vec::new(),
-                state,
-            },
-        );
+        self.items.insert(id.clone(), Work::new(loaded));
         Ok(())
     }
 
