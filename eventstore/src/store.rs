@@ -329,10 +329,14 @@ impl EventStore {
     /// True when committed events wait behind the snapshot horizon (an older transaction is
     /// still open), so a caught-up reader should poll soon rather than wait for a NOTIFY.
     pub(crate) async fn feed_held_back(&self) -> Result<bool, StoreError> {
+        // Asked as "is the newest row at or past the horizon?": one step of a backward scan
+        // of the feed index. Asked as EXISTS, the planner expects an early match and picks a
+        // sequential scan, which reads every event when nothing is held back (the usual case).
         let held = sqlx::query_scalar(concat!(
-            "SELECT EXISTS (SELECT 1 FROM events AS e WHERE (e.epoch, e.xid) >= ",
+            "SELECT coalesce((SELECT (e.epoch, e.xid) FROM events AS e",
+            " ORDER BY e.epoch DESC, e.xid DESC, e.pos DESC LIMIT 1) >= ",
             horizon!(),
-            ")"
+            ", false)"
         ))
         .fetch_one(&self.inner.pool)
         .await?;

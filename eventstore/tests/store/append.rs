@@ -833,3 +833,54 @@ async fn a_retried_append_in_a_transaction_returns_the_original_result() -> anyh
     test.cleanup().await?;
     Ok(())
 }
+
+/// The lookup of a retried append (run before every command's append) probes the event-id
+/// index, whatever plan the session cached while the table was small: a hash join over a scan
+/// of the whole table would cost every command a read of every event. Scans are counted with
+/// the session's own pending statistics, which are exact and immediate.
+#[tokio::test]
+async fn the_retry_lookup_never_scans_the_whole_table() -> anyhow::Result<()> {
+    let test = TestStore::new().await;
+    let mut conn = test.pool().acquire().await?;
+    let lookup = "SELECT * FROM replay_append($1, $2, $3)";
+    let s = stream("rec-recREPLAYPLAN0001");
+    test.append(&s, ExpectedVersion::NoStream, events(1..3), &meta())
+        .await?;
+    // While the table is tiny, often enough for the session to settle on a cached plan.
+    for _ in 0..10 {
+        sqlx::query(lookup)
+            .bind(vec![s.as_str()])
+            .bind(vec![1_i32])
+            .bind(vec![Uuid::now_v7()])
+            .fetch_all(&mut *conn)
+            .await?;
+    }
+    // The table grows; nothing analyzes it meanwhile.
+    for batch in 0..30 {
+        let writes = (0..100)
+            .map(|i| StreamWrite {
+                stream: stream(&format!("rec-recREPLAYMORE{batch:02}{i:02}")),
+                expected: ExpectedVersion::NoStream,
+                events: events(1..2),
+            })
+            .collect();
+        test.append_many(writes, &meta()).await?;
+    }
+    // The session's pending counts include its earlier statements: compare before and after.
+    let scans = "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relid = 'events'::regclass";
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    let before: i64 = sqlx::query_scalar(scans).fetch_one(&mut *tx).await?;
+    let rows = sqlx::query(lookup)
+        .bind(vec![s.as_str()])
+        .bind(vec![2_i32])
+        .bind(events(1..3).iter().map(|e| e.event_id).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+    assert!(rows.is_empty(), "fresh ids are not stored");
+    let after: i64 = sqlx::query_scalar(scans).fetch_one(&mut *tx).await?;
+    assert_eq!(after - before, 0, "the lookup scanned the events table");
+    tx.rollback().await?;
+    drop(conn);
+    test.cleanup().await?;
+    Ok(())
+}
