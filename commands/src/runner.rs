@@ -18,7 +18,7 @@ use std::time::Duration;
 use pyairtable_domain::Aggregate;
 use pyairtable_eventstore::{
     Actor, AppendResult, Direction, EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent,
-    StoreError, StreamId, StreamWrite,
+    Snapshot, StoreError, StreamId, StreamWrite,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -318,19 +318,41 @@ impl Runner {
         self.config
     }
 
-    /// Loads an aggregate: the latest usable snapshot, then every later event.
+    /// Loads an aggregate: the latest usable snapshot, then every later event. The snapshot
+    /// and the first page of events come in one round trip.
     ///
     /// # Errors
     /// Infrastructure errors from the store or an undecodable stored event.
     pub async fn load<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>, CommandError> {
         let stream = stream_id::<A>(id)?;
-        let (mut state, mut version) = self.load_snapshot::<A>(&stream).await;
-        loop {
-            let page = self
+        let read_error = |e| CommandError::infra(format!("reading {stream}"), e);
+        let from_snapshot = if self.config.snapshot_every == 0 {
+            None
+        } else {
+            let load = self
                 .store
-                .read_stream(&stream, version + 1, Direction::Forward, READ_PAGE)
+                .load_stream(&stream, READ_PAGE)
                 .await
-                .map_err(|e| CommandError::infra(format!("reading {stream}"), e))?;
+                .map_err(read_error)?;
+            match load.snapshot {
+                None => Some((A::default(), 0, load.events)),
+                Some(snapshot) => usable_snapshot::<A>(&stream, snapshot)
+                    .map(|(state, version)| (state, version, load.events)),
+            }
+        };
+        let (mut state, mut version, mut page) = match from_snapshot {
+            Some(loaded) => loaded,
+            // No snapshots kept, or one this code cannot use: replay from the first event.
+            None => {
+                let page = self
+                    .store
+                    .read_stream(&stream, 1, Direction::Forward, READ_PAGE)
+                    .await
+                    .map_err(read_error)?;
+                (A::default(), 0, page)
+            }
+        };
+        loop {
             let n = page.len();
             for recorded in page {
                 let event: A::Event = codec::decode(
@@ -345,6 +367,11 @@ impl Runner {
             if n < READ_PAGE {
                 break;
             }
+            page = self
+                .store
+                .read_stream(&stream, version + 1, Direction::Forward, READ_PAGE)
+                .await
+                .map_err(read_error)?;
         }
         Ok(Loaded {
             stream,
@@ -383,29 +410,6 @@ impl Runner {
             }
             if n < READ_PAGE {
                 return Ok(out);
-            }
-        }
-    }
-
-    async fn load_snapshot<A: Aggregate>(&self, stream: &StreamId) -> (A, u64) {
-        if self.config.snapshot_every == 0 {
-            return (A::default(), 0);
-        }
-        match self.store.load_snapshot(stream).await {
-            Ok(Some(snapshot)) if snapshot.schema_version == SNAPSHOT_SCHEMA_VERSION => {
-                match serde_json::from_value::<A>(snapshot.state) {
-                    Ok(state) => (state, snapshot.version),
-                    Err(error) => {
-                        tracing::warn!(%stream, %error, "ignoring undecodable snapshot");
-                        (A::default(), 0)
-                    }
-                }
-            }
-            Ok(_) => (A::default(), 0),
-            Err(error) => {
-                // A snapshot is an optimisation: replaying from the start is always correct.
-                tracing::warn!(%stream, %error, "cannot read snapshot; replaying the stream");
-                (A::default(), 0)
             }
         }
     }
@@ -772,6 +776,22 @@ pub(crate) fn metadata(ctx: &CommandContext, workspace_id: Option<&str>) -> Meta
             .insert("idempotency_key".to_owned(), Value::String(key.clone()));
     }
     metadata
+}
+
+/// A snapshot's state and version when this code can use it: of the current schema version
+/// and decodable. Otherwise the aggregate is replayed from its first event (a snapshot is an
+/// optimisation; replaying is always correct).
+fn usable_snapshot<A: Aggregate>(stream: &StreamId, snapshot: Snapshot) -> Option<(A, u64)> {
+    if snapshot.schema_version != SNAPSHOT_SCHEMA_VERSION {
+        return None;
+    }
+    match serde_json::from_value::<A>(snapshot.state) {
+        Ok(state) => Some((state, snapshot.version)),
+        Err(error) => {
+            tracing::warn!(%stream, %error, "ignoring undecodable snapshot");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

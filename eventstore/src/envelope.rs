@@ -254,6 +254,16 @@ pub struct Snapshot {
     pub taken_at: DateTime<Utc>,
 }
 
+/// What [`crate::EventStore::load_stream`] read: a stream's latest snapshot, if any, and the
+/// events after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamLoad {
+    /// The latest snapshot.
+    pub snapshot: Option<Snapshot>,
+    /// Events after the snapshot's version (from version 1 without one), oldest first.
+    pub events: Vec<RecordedEvent>,
+}
+
 mod hex_bytes {
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -35,7 +35,7 @@ pub use config::StoreConfig;
 pub use diagnostics::{Diagnostics, OpenTransaction};
 pub use envelope::{
     Actor, AppendResult, AppendedEvent, Direction, ExpectedVersion, FeedBatch, Metadata, NewEvent,
-    RecordedEvent, Snapshot, StreamWrite,
+    RecordedEvent, Snapshot, StreamLoad, StreamWrite,
 };
 pub use error::{ErrorKind, StoreError};
 pub use hash::{BreakReason, BrokenLink, GENESIS, VerifyReport};

@@ -12,7 +12,7 @@ use tracing::instrument;
 use crate::append::AppendStatements;
 use crate::config::StoreConfig;
 use crate::conns::AppendConnections;
-use crate::envelope::{Direction, FeedBatch, RecordedEvent, Snapshot};
+use crate::envelope::{Direction, FeedBatch, RecordedEvent, Snapshot, StreamLoad};
 use crate::error::StoreError;
 use crate::feed;
 use crate::heads::{Head, HeadCache};
@@ -271,13 +271,64 @@ impl EventStore {
             Direction::Backward if from_version == u64::MAX => events.first(),
             _ => None,
         };
+        self.saw_head(head);
+        Ok(events)
+    }
+
+    /// Remembers `head`, an event read as its stream's last (see `heads`).
+    fn saw_head(&self, head: Option<&RecordedEvent>) {
         if let Some(head) = head {
             self.inner.heads.put(
                 &head.stream_id,
                 Head::new(head.version, head.hash, head.recorded_at),
             );
         }
-        Ok(events)
+    }
+
+    /// A stream's latest snapshot and up to `max` events after it (after version 0 when it
+    /// has none), in one round trip: how an aggregate is loaded. When `max` events come back
+    /// there may be more; read on with [`EventStore::read_stream`].
+    ///
+    /// # Errors
+    /// [`StoreError::Database`], [`StoreError::Corrupt`].
+    pub async fn load_stream(
+        &self,
+        stream: &StreamId,
+        max: usize,
+    ) -> Result<StreamLoad, StoreError> {
+        let rows = sqlx::query(concat!(
+            "WITH s AS MATERIALIZED (SELECT s.version, s.schema_version, s.state, s.taken_at",
+            " FROM snapshots AS s WHERE s.stream_id = $1)",
+            " SELECT NULL::bigint AS epoch, NULL::bigint AS xid, NULL::bigint AS pos,",
+            " NULL::text AS stream_id, s.version, NULL::uuid AS event_id,",
+            " NULL::text AS event_type, s.schema_version, s.state::text AS payload,",
+            " NULL::text AS metadata, s.taken_at AS recorded_at, NULL::bytea AS prev_hash,",
+            " NULL::bytea AS hash, true AS is_snapshot FROM s",
+            " UNION ALL (SELECT ",
+            event_columns!(),
+            ", false FROM events AS e WHERE e.stream_id = $1",
+            " AND e.version > coalesce((SELECT s.version FROM s), 0)",
+            " ORDER BY e.version LIMIT $2)"
+        ))
+        .bind(stream.as_str())
+        .bind(limit(max.max(1)))
+        .fetch_all(&self.inner.pool)
+        .await?;
+        let mut load = StreamLoad {
+            snapshot: None,
+            events: Vec::with_capacity(rows.len()),
+        };
+        for row in &rows {
+            if row.try_get::<bool, _>("is_snapshot")? {
+                load.snapshot = Some(decode_snapshot(row, "payload", "recorded_at")?);
+            } else {
+                load.events.push(decode_event(row)?);
+            }
+        }
+        if load.events.len() < max.clamp(1, MAX_READ) {
+            self.saw_head(load.events.last());
+        }
+        Ok(load)
     }
 
     /// The stream's current version, `None` when it has no events.
@@ -422,26 +473,30 @@ impl EventStore {
     /// [`StoreError::Database`], [`StoreError::Corrupt`].
     pub async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, StoreError> {
         let row = sqlx::query(
-            "SELECT s.version, s.schema_version, s.state, s.taken_at
+            "SELECT s.version, s.schema_version, s.state::text AS state, s.taken_at
                FROM snapshots AS s WHERE s.stream_id = $1",
         )
         .bind(stream.as_str())
         .fetch_optional(&self.inner.pool)
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let version: i64 = row.try_get("version")?;
-        let sqlx::types::Json(state) =
-            row.try_get::<sqlx::types::Json<serde_json::Value>, _>("state")?;
-        Ok(Some(Snapshot {
-            version: u64::try_from(version)
-                .map_err(|_| StoreError::Corrupt(format!("snapshot version {version}")))?,
-            schema_version: row.try_get("schema_version")?,
-            state,
-            taken_at: row.try_get("taken_at")?,
-        }))
+        row.map(|row| decode_snapshot(&row, "state", "taken_at"))
+            .transpose()
     }
+}
+
+/// A snapshot from a row with `version` and `schema_version`, and the state's JSON text and the
+/// time it was taken under the names given.
+fn decode_snapshot(row: &PgRow, state: &str, taken_at: &str) -> Result<Snapshot, StoreError> {
+    let version: i64 = row.try_get("version")?;
+    let state: String = row.try_get(state)?;
+    Ok(Snapshot {
+        version: u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt(format!("snapshot version {version}")))?,
+        schema_version: row.try_get("schema_version")?,
+        state: serde_json::from_str(&state)
+            .map_err(|_| StoreError::Corrupt(format!("the state of snapshot version {version}")))?,
+        taken_at: row.try_get(taken_at)?,
+    })
 }
 
 fn decode_position(row: &PgRow) -> Result<Position, StoreError> {
