@@ -8,6 +8,8 @@
 #   (c) GraphQL records(tableId, first: 100) { nodes { id cells } }      32 connections
 #   (d) REST   POST 10 records                                           4 connections
 #   (e) GraphQL createRecords with 10 records                             4 connections
+#   (f) GraphQL updateRecords of 10 seeded records (each wrk thread cycles through its own
+#       slice of 2 000, so concurrent requests never touch the same record)   4 connections
 # Reads run before writes so that they all see the seeded record count.
 #
 # Runs in a fresh namespace bench_<random> (rate limits off) and drops its schemas, Redis keys
@@ -172,6 +174,47 @@ jq -n '{records: [range(10) | {fields: {Name: "Bench write \(.)", Count: ., Note
 jq -n --arg t "$table" '{query: "mutation($t: ID!, $r: [JSON!]!) { createRecords(tableId: $t, records: $r) { records { id version } consistencyToken } }", variables: {t: $t, r: [range(10) | {Name: "Bench gql \(.)", Count: ., Note: "lorem ipsum dolor sit amet", Done: true}]}}' >"$work/gql_write.json"
 curl -fsS -X POST "$url/graphql" -H "$auth" -H 'Content-Type: application/json' -d @"$work/gql_write.json" \
   | jq -e '.data.createRecords.records | length == 10' >/dev/null
+# Updates: 10 seeded records per request, from per-thread slices of these ids.
+psql "$DATABASE_URL" -Atc "SELECT record_id FROM \"${ns}_rm\".records ORDER BY record_id LIMIT 2000" >"$work/ids.txt"
+[ "$(wc -l <"$work/ids.txt")" -ge 40 ] || { echo "too few records to update" >&2; exit 1; }
+cat >"$work/gql_update.lua" <<'LUA'
+local threads = {}
+function setup(thread)
+  thread:set("tid", #threads)
+  threads[#threads + 1] = thread
+end
+function init(args)
+  errors = 0
+  ids = {}
+  for line in io.lines("IDS_FILE") do ids[#ids + 1] = line end
+  per = math.floor(#ids / 20) * 10
+  first = tid * per
+  n = 0
+end
+function request()
+  local parts = {}
+  for k = 0, 9 do
+    local id = ids[first + ((n * 10 + k) % per) + 1]
+    parts[#parts + 1] = string.format('{"id":"%s","fields":{"Count":%d,"Done":%s}}', id, n, n % 2 == 0 and "true" or "false")
+  end
+  n = n + 1
+  local body = '{"query":"mutation($t: ID!, $r: [RecordUpdateInput!]!) { updateRecords(tableId: $t, records: $r) { records { id version } } }","variables":{"t":"TABLE_ID","r":[' .. table.concat(parts, ",") .. ']}}'
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["Authorization"] = "Bearer TOKEN"}, body)
+end
+-- GraphQL reports errors with status 200: count them, so failures are not measured as speed.
+function response(status, headers, body)
+  if status ~= 200 or body:find('"errors"', 1, true) then errors = errors + 1 end
+end
+function done(summary, latency, requests)
+  local total = 0
+  for _, thread in ipairs(threads) do total = total + thread:get("errors") end
+  io.write(string.format("GraphQL update errors: %d\n", total))
+end
+LUA
+sed -i "s|IDS_FILE|$work/ids.txt|; s|TABLE_ID|$table|; s|TOKEN|$token|" "$work/gql_update.lua"
+head -10 "$work/ids.txt" | jq -R . | jq -s --arg t "$table" '{query: "mutation($t: ID!, $r: [RecordUpdateInput!]!) { updateRecords(tableId: $t, records: $r) { records { id version } } }", variables: {t: $t, r: map({id: ., fields: {Count: 1}})}}' >"$work/gql_update.json"
+curl -fsS -X POST "$url/graphql" -H "$auth" -H 'Content-Type: application/json' -d @"$work/gql_update.json" \
+  | jq -e '.data.updateRecords.records | length == 10' >/dev/null
 post_script "$work/gql_read.lua" "$work/gql_read.json"
 post_script "$work/rest_write.lua" "$work/rest_write.json"
 post_script "$work/gql_write.lua" "$work/gql_write.json"
@@ -181,10 +224,15 @@ run_wrk rest_list_filter "$read_conns" -H "$auth" "$url/v0/$base/$table?pageSize
 run_wrk graphql_records "$read_conns" -s "$work/gql_read.lua" "$url/graphql"
 run_wrk rest_create10 "$write_conns" -s "$work/rest_write.lua" "$url/v0/$base/$table"
 run_wrk graphql_create10 "$write_conns" -s "$work/gql_write.lua" "$url/graphql"
+run_wrk graphql_update10 "$write_conns" -s "$work/gql_update.lua" "$url/graphql"
+grep -q '^GraphQL update errors: 0$' "$work/graphql_update10.txt" \
+  || { echo "updateRecords failed during the run (see above)" >&2; exit 1; }
 
 # GraphQL answers errors with 200: make sure the measured mutations succeeded.
 curl -fsS -X POST "$url/graphql" -H "$auth" -H 'Content-Type: application/json' -d @"$work/gql_write.json" \
   | jq -e '.data.createRecords.records | length == 10' >/dev/null
+curl -fsS -X POST "$url/graphql" -H "$auth" -H 'Content-Type: application/json' -d @"$work/gql_update.json" \
+  | jq -e '.data.updateRecords.records | length == 10' >/dev/null
 final=$(psql "$DATABASE_URL" -Atc "SELECT count(*) FROM \"${ns}_rm\".records" 2>/dev/null || echo "?")
 
 say "summary"
