@@ -187,6 +187,7 @@ function init(args)
   errors = 0
   ids = {}
   for line in io.lines("IDS_FILE") do ids[#ids + 1] = line end
+  -- Two slices: run_wrk runs at most two threads. Whole blocks of 10, so none straddles.
   per = math.floor(#ids / 20) * 10
   first = tid * per
   n = 0

@@ -87,8 +87,8 @@ RETURNING e.pos, e.version, e.xid, e.epoch
 /// version, `$8` payload JSON text, `$9` content digest; `$10` the metadata JSON text.
 ///
 /// `ORDER BY stream, version` (bytewise, the order the known-head statements send their rows
-/// in) makes concurrent multi-stream appends meet in the same order (no deadlock), and Postgres evaluates `nextval` after that sort, so a stream's events get
-/// increasing positions. Stream heads are read in the statement's snapshot; a writer that
+/// in) makes concurrent multi-stream appends meet in the same order (no deadlock), and
+/// Postgres evaluates `nextval` after that sort, so a stream's events get increasing positions. Stream heads are read in the statement's snapshot; a writer that
 /// commits the same version first makes this insert fail on `events_stream_version_key`,
 /// which the caller retries.
 ///
@@ -97,7 +97,8 @@ RETURNING e.pos, e.version, e.xid, e.epoch
 /// That cannot happen to a statement on its own (its xid is taken after its snapshot, so it
 /// is younger than every transaction whose head it sees); it guards appends made inside a
 /// caller's transaction that took its xid earlier (`append_many_in`).
-const APPEND_SQL: &str = r#"
+const APPEND_SQL: &str = concat!(
+    r#"
 WITH RECURSIVE
 me AS MATERIALIZED (
     SELECT (SELECT s.epoch FROM "NS".store_epoch AS s) AS epoch,
@@ -139,9 +140,9 @@ chain AS (
       FROM chain AS ch
      WHERE ch.k < ch.cnt
 ),
-inserted AS (
-    INSERT INTO "NS".events AS e (epoch, xid, pos, version, recorded_at, schema_version, event_id,
-                                  stream_id, event_type, payload, metadata, prev_hash, hash)
+inserted AS ("#,
+    insert_events!(),
+    r#"
     SELECT me.epoch, me.xid, nextval('"NS".events_pos_seq'), ch.version, ch.rec, ($7::integer[])[ch.off + ch.k],
            ($5::uuid[])[ch.off + ch.k], ch.stream, ($6::text[])[ch.off + ch.k],
            ($8::text[])[ch.off + ch.k]::json, (SELECT $10::text::json), ch.prev, ch.hash
@@ -155,7 +156,8 @@ SELECT i.event_id, i.stream_id, i.version, i.epoch, i.xid, i.pos, i.recorded_at,
 UNION ALL
 SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, c.idx::integer, c.head
   FROM conflict AS c
-"#;
+"#
+);
 
 /// The fast path for the commonest append, one event to one stream: a plain INSERT ... SELECT,
 /// which costs the server markedly less than the general statement's CTEs (measured ~185 µs
@@ -549,7 +551,9 @@ impl<'a> KnownPlan<'a> {
                 })
                 .collect();
             let (Some(first), Some(last)) = (events.first(), events.last()) else {
-                return Err(StoreError::EmptyBatch);
+                return Err(StoreError::Corrupt(format!(
+                    "the known-head plan has no events for stream {stream}"
+                )));
             };
             heads.put(
                 stream,

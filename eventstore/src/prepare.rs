@@ -53,16 +53,7 @@ impl PreparedAppend {
                 field: "metadata",
                 reason: "cannot be serialised",
             })?;
-        check_json(&metadata_value).map_err(|reason| StoreError::InvalidJson {
-            event_id: None,
-            field: "metadata",
-            reason,
-        })?;
-        let metadata_json = to_json(&metadata_value).ok_or(StoreError::InvalidJson {
-            event_id: None,
-            field: "metadata",
-            reason: "cannot be serialised",
-        })?;
+        let metadata_json = json_text(&metadata_value, None, "metadata")?;
 
         let total: usize = writes.iter().map(|w| w.events.len()).sum();
         let mut prepared = Self {
@@ -106,16 +97,7 @@ impl PreparedAppend {
                         reason,
                     }
                 })?;
-                check_json(&event.payload).map_err(|reason| StoreError::InvalidJson {
-                    event_id: Some(event.event_id),
-                    field: "payload",
-                    reason,
-                })?;
-                let payload = to_json(&event.payload).ok_or(StoreError::InvalidJson {
-                    event_id: Some(event.event_id),
-                    field: "payload",
-                    reason: "cannot be serialised",
-                })?;
+                let payload = json_text(&event.payload, Some(event.event_id), "payload")?;
                 let size = payload.len() + metadata_json.len() + event.event_type.len();
                 if size > config.max_event_bytes {
                     return Err(StoreError::EventTooLarge {
@@ -155,10 +137,21 @@ impl PreparedAppend {
     }
 }
 
-/// A JSON value's compact text. `serde_json::to_string` writes into a byte buffer directly,
-/// where `Display` (`Value::to_string`) goes through the formatting machinery.
-fn to_json(value: &Value) -> Option<String> {
-    serde_json::to_string(value).ok()
+/// The compact text of `field` (of event `event_id`, if any), once [`check_json`] accepts it.
+/// `serde_json::to_string` writes into a byte buffer directly, where `Display`
+/// (`Value::to_string`) goes through the formatting machinery.
+fn json_text(
+    value: &Value,
+    event_id: Option<Uuid>,
+    field: &'static str,
+) -> Result<String, StoreError> {
+    let invalid = |reason| StoreError::InvalidJson {
+        event_id,
+        field,
+        reason,
+    };
+    check_json(value).map_err(invalid)?;
+    serde_json::to_string(value).map_err(|_| invalid("cannot be serialised"))
 }
 
 /// An event type: 1 to 200 visible ASCII characters.
